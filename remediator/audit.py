@@ -1,0 +1,128 @@
+"""The audit trail: immutable records of every decision and the one sink that writes them.
+
+Owns: :class:`AuditRecord` (what an auditor sees), storing it in the state file inside the
+caller's transaction, emitting it as one structured log line after the commit, and querying.
+Must not: decide anything: the engine hands it finished records.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from remediator.store import timestamp
+
+Outcome = Literal["executed", "dry_run", "skipped", "failed"]
+OUTCOMES: tuple[Outcome, ...] = ("executed", "dry_run", "skipped", "failed")
+
+
+class StepRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: str
+    target: str
+    params: dict[str, Any]
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    request: dict[str, Any] | None = None
+    note: str = ""
+    error: str | None = None
+
+
+class AuditRecord(BaseModel):
+    """One decision about one alert by one rule, and what came of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int | None = None
+    at: datetime
+    outcome: Outcome
+    reason: str | None = None
+    guardrail: str | None = None
+    decision_id: int | None = None
+    rule: str
+    rule_hash: str
+    rule_source: str
+    action: str
+    target: str | None = None
+    params: list[dict[str, Any]] = []
+    dry_run: bool = False
+    alertname: str
+    alert_status: str
+    fingerprint: str
+    starts_at: str
+    group_key: str
+    receiver: str
+    value: float | None = None
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    steps: list[StepRecord] = []
+    error: str | None = None
+    duration_ms: float | None = None
+    decided_at: datetime | None = None
+
+
+class AuditLog:
+    """The single sink: ``stage`` inside a store transaction, ``publish`` after it commits."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("remediator.audit")
+
+    def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> AuditRecord:
+        cursor = conn.execute(
+            "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                timestamp(record.at),
+                record.rule,
+                record.target,
+                record.outcome,
+                record.fingerprint,
+                record.decision_id,
+                record.model_dump_json(exclude={"id"}),
+            ),
+        )
+        return record.model_copy(update={"id": cursor.lastrowid})
+
+    def publish(self, record: AuditRecord) -> None:
+        self._log.info("audit", **record.model_dump(mode="json", exclude_none=True))
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    rule: str | None = None
+    target: str | None = None
+    outcome: Outcome | None = None
+    limit: int = 100
+
+
+def query(conn: sqlite3.Connection, q: AuditQuery) -> list[AuditRecord]:
+    """Newest first."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.since is not None:
+        where.append("at >= ?")
+        args.append(timestamp(q.since))
+    if q.until is not None:
+        where.append("at < ?")
+        args.append(timestamp(q.until))
+    for column, value in (("rule", q.rule), ("target", q.target), ("outcome", q.outcome)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    sql = "SELECT id, record FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    args.append(q.limit)
+    rows: Sequence[tuple[int, str]] = conn.execute(sql, args).fetchall()
+    return [AuditRecord.model_validate({**json.loads(r), "id": i}) for i, r in rows]

@@ -1,0 +1,321 @@
+"""The pipeline behind the webhook: decide, guard, record durably, then act and audit.
+
+Owns: the order of the steps and what is written when. ``intake`` runs matching (pure),
+then, inside one store transaction, the guardrails and the records: an allowed decision is
+stored as *pending* and a denied or unmatched one as a *skipped* audit record. Only after that
+transaction commits does ``intake`` return, so the HTTP layer answers 2xx only for durable
+decisions. The :class:`Executor` carries out pending decisions afterwards and on restart.
+Must not: know about HTTP or import ``kubernetes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from remediator import store as db
+from remediator.actions import REGISTRY, StepContext
+from remediator.actions.base import Gateway
+from remediator.audit import AuditLog, AuditRecord, Outcome, StepRecord
+from remediator.clock import Clock
+from remediator.errors import GatewayError
+from remediator.guardrails import GuardrailPolicy, evaluate, lookup
+from remediator.matching import Decision, decide
+from remediator.metrics import Metrics
+from remediator.payload import Notification
+from remediator.rules import RuleSet
+from remediator.targets import Target
+
+log = structlog.get_logger("remediator.engine")
+
+
+def plan_of(decision: Decision, dry_run: bool) -> dict[str, Any]:
+    """Everything needed to carry out and audit a decision, as JSON: stored with a pending
+    decision so execution after a restart needs neither the payload nor the rule set."""
+    loaded = decision.rule
+    alert = decision.alert
+    return {
+        "rule": loaded.rule.name,
+        "rule_hash": loaded.definition_hash,
+        "rule_source": loaded.source,
+        "action": decision.action,
+        "target": str(decision.target) if decision.target else None,
+        "steps": [step.as_dict() for step in decision.steps],
+        "dry_run": dry_run,
+        "alertname": alert.alertname,
+        "alert_status": alert.status,
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.starts_at_key,
+        "group_key": decision.group_key,
+        "receiver": decision.receiver,
+        "value": decision.value,
+        "decided_at": db.timestamp(decision.decided_at),
+    }
+
+
+def record_of(
+    plan: dict[str, Any], *, at: datetime, outcome: Outcome, **fields: Any
+) -> AuditRecord:
+    return AuditRecord(
+        at=at,
+        outcome=outcome,
+        rule=plan["rule"],
+        rule_hash=plan["rule_hash"],
+        rule_source=plan["rule_source"],
+        action=plan["action"],
+        target=plan["target"],
+        params=[step["params"] for step in plan["steps"]],
+        dry_run=plan["dry_run"],
+        alertname=plan["alertname"],
+        alert_status=plan["alert_status"],
+        fingerprint=plan["fingerprint"],
+        starts_at=plan["starts_at"],
+        group_key=plan["group_key"],
+        receiver=plan["receiver"],
+        value=plan["value"],
+        decided_at=plan["decided_at"],
+        **fields,
+    )
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    alerts: int
+    decisions: int
+    accepted: int  # decisions recorded as pending: they will be carried out
+    skipped: int
+
+
+class Executor:
+    """Carries out pending decisions, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: db.Store,
+        audit: AuditLog,
+        gateway: Gateway | None,
+        clock: Clock,
+        metrics: Metrics,
+        concurrency: int,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._gateway = gateway
+        self._clock = clock
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"executor-{i}")
+            for i in range(self._concurrency)
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Finish what is running (up to ``grace`` seconds); what is left stays pending in the
+        store and is carried out after the next start."""
+        for _ in self._workers:
+            self._queue.put_nowait(None)
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self._workers = []
+
+    def submit(self, decision_id: int, plan: dict[str, Any]) -> None:
+        self._idle.clear()
+        self._queue.put_nowait((decision_id, plan))
+        self._metrics.queue_depth.labels("actions").set(self._queue.qsize())
+
+    async def drained(self) -> None:
+        """Wait until every submitted decision has been carried out (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def recover(self) -> int:
+        """Resume after a restart: pending decisions run; a decision that was running when the
+        process died is audited as failed and not run again (its effect is unknown, and running
+        it twice could double a relative scale)."""
+        open_ = await self._store.write(db.open_decisions)
+        for decision_id, state, plan in open_:
+            if state == "pending":
+                self.submit(decision_id, plan)
+                continue
+            record = record_of(
+                plan,
+                at=self._clock.now(),
+                outcome="failed",
+                decision_id=decision_id,
+                error="interrupted: the service stopped while this decision was being carried "
+                "out; its effect is unknown, so it is not retried",
+            )
+            await self._finish(decision_id, record)
+        if open_:
+            log.info("recovered decisions", count=len(open_))
+        return len(open_)
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            self._busy += 1
+            self._metrics.inflight.inc()
+            try:
+                await self._execute(*item)
+            except Exception:  # never let one decision kill the worker
+                log.exception("decision failed unexpectedly", decision_id=item[0])
+            finally:
+                self._busy -= 1
+                self._metrics.inflight.dec()
+                self._metrics.queue_depth.labels("actions").set(self._queue.qsize())
+                if self._busy == 0 and self._queue.empty():
+                    self._idle.set()
+
+    async def _execute(self, decision_id: int, plan: dict[str, Any]) -> None:
+        await self._store.write(lambda c: db.set_decision_state(c, decision_id, "running"))
+        started = time.monotonic()
+        ctx = StepContext(gateway=self._gateway, dry_run=plan["dry_run"], now=self._clock.now())
+        steps: list[StepRecord] = []
+        error: str | None = None
+        for index, step in enumerate(plan["steps"], start=1):
+            action = REGISTRY[step["action"]]
+            target = Target.model_validate(step["target"])
+            base = {"action": step["action"], "target": str(target), "params": step["params"]}
+            try:
+                result = await action.run(
+                    action.params_model.model_validate(step["params"]), target, ctx
+                )
+            except GatewayError as exc:
+                steps.append(StepRecord(**base, error=str(exc)))
+                error = f"step {index} ({step['action']}) failed: {exc}"
+                break
+            steps.append(
+                StepRecord(
+                    **base,
+                    before=result.before,
+                    after=result.after,
+                    request=result.request,
+                    note=result.note,
+                )
+            )
+        duration = time.monotonic() - started
+        outcome: Outcome = "failed" if error else ("dry_run" if plan["dry_run"] else "executed")
+        self._metrics.action_duration.labels(plan["action"]).observe(duration)
+        record = record_of(
+            plan,
+            at=self._clock.now(),
+            outcome=outcome,
+            decision_id=decision_id,
+            steps=steps,
+            before=steps[0].before if steps else {},
+            after=steps[0].after if steps else {},
+            error=error,
+            duration_ms=round(duration * 1000, 3),
+        )
+        await self._finish(decision_id, record)
+
+    async def _finish(self, decision_id: int, record: AuditRecord) -> None:
+        def job(conn: sqlite3.Connection) -> AuditRecord:
+            db.set_decision_state(conn, decision_id, "done")
+            return self._audit.stage(conn, record)
+
+        stored = await self._store.write(job)
+        self._audit.publish(stored)
+        self._metrics.decisions.labels(stored.rule, stored.action, stored.outcome).inc()
+
+
+class Engine:
+    """Intake: notification in, durable decisions out."""
+
+    def __init__(
+        self,
+        *,
+        rules: RuleSet,
+        store: db.Store,
+        audit: AuditLog,
+        executor: Executor,
+        policy: GuardrailPolicy,
+        clock: Clock,
+        metrics: Metrics,
+        dry_run: bool,
+    ) -> None:
+        self.rules = rules
+        self._store = store
+        self._audit = audit
+        self.executor = executor
+        self._policy = policy
+        self._clock = clock
+        self._metrics = metrics
+        self.dry_run = dry_run
+
+    async def intake(self, notification: Notification) -> IntakeResult:
+        for alert in notification.alerts:
+            self._metrics.alerts_received.labels(alert.status).inc()
+        now = self._clock.now()
+        decisions = decide(notification, self.rules, now)
+        if not decisions:
+            return IntakeResult(len(notification.alerts), 0, 0, 0)
+        self._metrics.queue_depth.labels("store").set(self._store.depth)
+        job = self._record_job(decisions, now)
+        outcomes = await self._store.write(job)
+        accepted = 0
+        for decision_id, plan, record in outcomes:
+            if record is not None:
+                self._audit.publish(record)
+                self._metrics.decisions.labels(record.rule, record.action, "skipped").inc()
+                if record.guardrail:
+                    self._metrics.denials.labels(record.guardrail).inc()
+            elif decision_id is not None:
+                accepted += 1
+                self.executor.submit(decision_id, plan)
+        return IntakeResult(
+            len(notification.alerts), len(decisions), accepted, len(decisions) - accepted
+        )
+
+    def _record_job(
+        self, decisions: list[Decision], now: datetime
+    ) -> Callable[
+        [sqlite3.Connection], list[tuple[int | None, dict[str, Any], AuditRecord | None]]
+    ]:
+        policy = self._policy
+
+        def job(
+            conn: sqlite3.Connection,
+        ) -> list[tuple[int | None, dict[str, Any], AuditRecord | None]]:
+            out: list[tuple[int | None, dict[str, Any], AuditRecord | None]] = []
+            for decision in decisions:
+                plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run)
+                if decision.skip_reason is not None:
+                    record = record_of(plan, at=now, outcome="skipped", reason=decision.skip_reason)
+                    out.append((None, plan, self._audit.stage(conn, record)))
+                    continue
+                query = lookup(decision, now)
+                verdict = evaluate(decision, db.guardrail_state(conn, query), policy, now)
+                if not verdict.allowed:
+                    record = record_of(
+                        plan,
+                        at=now,
+                        outcome="skipped",
+                        reason=verdict.reason,
+                        guardrail=verdict.guardrail,
+                    )
+                    out.append((None, plan, self._audit.stage(conn, record)))
+                    continue
+                out.append((db.insert_decision(conn, now, query, plan), plan, None))
+            return out
+
+        return job

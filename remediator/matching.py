@@ -1,0 +1,139 @@
+"""Matching: a pure function from (notification, rule set, now) to decisions.
+
+Owns: which rules an alert triggers (alertname index, label matchers, status), the threshold
+check on the value the alert carries, and rendering each step's target from the alert labels.
+Must not: do I/O, read the clock, log, or consult guardrail state. A problem with one alert
+(unparseable value, missing label, invalid name) becomes a *skipped* decision with the reason,
+never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from remediator.actions import ActionParams
+from remediator.payload import Alert, Notification
+from remediator.rules import LoadedRule, RuleSet, Threshold
+from remediator.targets import RenderError, Target, render_target
+from remediator.values import ValueParseError, compare, extract_value, parse_value
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    action: str
+    params: ActionParams
+    target: Target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "params": self.params.model_dump(mode="json"),
+            "target": self.target.model_dump(),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one rule wants done about one alert, before guardrails have their say."""
+
+    rule: LoadedRule
+    alert: Alert
+    receiver: str
+    group_key: str
+    decided_at: datetime
+    steps: tuple[PlannedStep, ...] = ()
+    value: float | None = None
+    skip_reason: str | None = None
+
+    @property
+    def rule_name(self) -> str:
+        return self.rule.rule.name
+
+    @property
+    def episode(self) -> tuple[str, str, str, str]:
+        """(rule, fingerprint, startsAt, status): one action at most, ever, per episode."""
+        return (self.rule_name, self.alert.fingerprint, self.alert.starts_at_key, self.alert.status)
+
+    @property
+    def target(self) -> Target | None:
+        """The primary target (the first step's): cooldowns and per-target limits key on it."""
+        return self.steps[0].target if self.steps else None
+
+    @property
+    def action(self) -> str:
+        return "+".join(s.action for s in self.steps) if self.steps else _step_types(self.rule)
+
+
+def _step_types(rule: LoadedRule) -> str:
+    return "+".join(step.type for step in rule.rule.all_steps)
+
+
+def read_value(threshold: Threshold, alert: Alert) -> float:
+    source = threshold.value_from
+    if source.annotation is not None:
+        raw = alert.annotations.get(source.annotation)
+    else:
+        raw = alert.labels.get(source.label or "")
+    if raw is None:
+        raise ValueParseError(f"{source.describe()} is not set on the alert")
+    return parse_value(extract_value(raw, source.pattern))
+
+
+def _plan(loaded: LoadedRule, alert: Alert) -> tuple[PlannedStep, ...]:
+    rule = loaded.rule
+    planned = []
+    for step in rule.all_steps:
+        template = step.target or rule.target
+        assert template is not None  # the schema guarantees a target per step
+        target = render_target(template.kind, template.namespace, template.name, alert.labels)
+        planned.append(PlannedStep(step.type, step.params, target))
+    return tuple(planned)
+
+
+def decide_alert(
+    loaded: LoadedRule, alert: Alert, notification: Notification, now: datetime
+) -> Decision | None:
+    """None when the rule does not apply to the alert at all (labels or status differ)."""
+    rule = loaded.rule
+    if alert.status not in rule.on_status or not rule.match.matches(alert.labels):
+        return None
+    base = Decision(
+        rule=loaded,
+        alert=alert,
+        receiver=notification.receiver,
+        group_key=notification.group_key,
+        decided_at=now,
+    )
+    value: float | None = None
+    if rule.threshold is not None:
+        try:
+            value = read_value(rule.threshold, alert)
+        except ValueParseError as exc:
+            return replace(base, skip_reason=f"value unreadable: {exc}")
+        if not compare(value, rule.threshold.op, rule.threshold.value):
+            return replace(
+                base,
+                value=value,
+                skip_reason=(
+                    f"threshold not met: {value:g} {rule.threshold.op} "
+                    f"{rule.threshold.value:g} is false"
+                ),
+            )
+    try:
+        steps = _plan(loaded, alert)
+    except RenderError as exc:
+        return replace(base, value=value, skip_reason=f"target invalid: {exc}")
+    return replace(base, value=value, steps=steps)
+
+
+def decide(notification: Notification, rules: RuleSet, now: datetime) -> list[Decision]:
+    """Every decision the notification's alerts give rise to, in payload order."""
+    decisions = []
+    for alert in notification.alerts:
+        for loaded in rules.for_alertname(alert.alertname):
+            decision = decide_alert(loaded, alert, notification, now)
+            if decision is not None:
+                decisions.append(decision)
+    return decisions

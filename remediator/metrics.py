@@ -1,0 +1,82 @@
+"""Prometheus metrics, created on an injected registry (tests get an isolated one).
+
+Label values are bounded: rule names, action types, outcomes, guardrail names, alert status,
+HTTP route and status code. Never alert text, fingerprints or targets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.alerts_received = Counter(
+            "remediator_alerts_received",
+            "Alerts received in webhook notifications, by the alert's own status.",
+            ["status"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "remediator_notifications",
+            "Webhook notifications by result (accepted, invalid, unauthorized, unavailable).",
+            ["result"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "remediator_decisions",
+            "Decisions by rule, action and outcome (executed, dry_run, skipped, failed).",
+            ["rule", "action", "outcome"],
+            registry=registry,
+        )
+        self.denials = Counter(
+            "remediator_guardrail_denials",
+            "Decisions a guardrail denied, by guardrail.",
+            ["guardrail"],
+            registry=registry,
+        )
+        self.action_duration = Histogram(
+            "remediator_action_duration_seconds",
+            "Time to carry out a decision's steps against Kubernetes.",
+            ["action"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "remediator_queue_depth",
+            "Writes waiting for the state store, and decisions waiting to run.",
+            ["queue"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "remediator_actions_in_flight",
+            "Decisions being carried out right now.",
+            registry=registry,
+        )
+        self.rules_loaded = Gauge(
+            "remediator_rules_loaded", "Rules in the active rule set.", registry=registry
+        )
+        self.reload_success = Gauge(
+            "remediator_rules_last_reload_successful",
+            "1 if the last rule (re)load succeeded, else 0.",
+            registry=registry,
+        )
+        self.reload_time = Gauge(
+            "remediator_rules_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful rule (re)load.",
+            registry=registry,
+        )
+        self.requests = Counter(
+            "remediator_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["route", "method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "remediator_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )

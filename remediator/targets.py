@@ -1,0 +1,81 @@
+"""What an action acts on: a Kubernetes object reference, rendered from alert labels.
+
+Owns: the ``{labels.NAME}`` substitution (plain text replacement, no template language) and
+validation of the rendered namespace and name against Kubernetes' naming rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+_PLACEHOLDER = re.compile(r"\{labels\.([A-Za-z_][A-Za-z0-9_]*)\}")
+_ANY_BRACE = re.compile(r"[{}]")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+class RenderError(ValueError):
+    """A target could not be rendered from the alert (missing label, invalid name)."""
+
+
+class Target(BaseModel):
+    """A rendered, validated object reference."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+def check_template(template: str) -> str:
+    """Load-time check: only ``{labels.NAME}`` placeholders may appear. Returns the template."""
+    leftover = _PLACEHOLDER.sub("", template)
+    if _ANY_BRACE.search(leftover):
+        raise ValueError(
+            f"template {template!r} has a brace that is not a {{labels.NAME}} placeholder"
+        )
+    return template
+
+
+def render(template: str, labels: Mapping[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = labels.get(name)
+        if value is None or value == "":
+            raise RenderError(f"label {name!r} is not set on the alert")
+        return value
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def validate_namespace(namespace: str) -> None:
+    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
+        raise RenderError(
+            f"namespace {namespace!r} is not a valid Kubernetes namespace "
+            "(RFC 1123 label: lowercase alphanumerics and '-', at most 63 characters)"
+        )
+
+
+def validate_name(name: str) -> None:
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise RenderError(
+            f"name {name!r} is not a valid Kubernetes object name "
+            "(RFC 1123 subdomain: lowercase alphanumerics, '-' and '.', at most 253 characters)"
+        )
+
+
+def render_target(kind: str, namespace: str, name: str, labels: Mapping[str, str]) -> Target:
+    rendered_namespace = render(namespace, labels)
+    rendered_name = render(name, labels)
+    validate_namespace(rendered_namespace)
+    validate_name(rendered_name)
+    return Target(kind=kind, namespace=rendered_namespace, name=rendered_name)

@@ -1,0 +1,58 @@
+"""Shared test fixtures: the captured Alertmanager payloads, settings, a fake clock, the app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediator.clock import FakeClock
+from remediator.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("REMEDIATOR_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "alertmanager"
+EXAMPLE_RULES = REPO / "rules"
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def fixture_names() -> list[str]:
+    names = sorted(p.stem for p in (FIXTURES / "raw").glob("*.json"))
+    assert len(names) == 14, f"expected the 14 captured payloads in {FIXTURES}, found {len(names)}"
+    return names
+
+
+def body(name: str) -> bytes:
+    """The exact bytes Alertmanager sent."""
+    return (FIXTURES / "raw" / f"{name}.json").read_bytes()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "rules_dir": EXAMPLE_RULES,
+            "state_file": tmp_path / "state.db",
+            "bearer_token": TOKEN,
+            "allow_namespaces": ("shop", "payments", "data"),
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+
+    return make
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    return directory

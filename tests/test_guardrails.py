@@ -1,0 +1,85 @@
+"""Guardrails as a pure function of (decision, state, policy, now)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from remediator.clock import FakeClock
+from remediator.guardrails import GuardrailPolicy, GuardrailState, evaluate, lookup
+from remediator.matching import Decision, decide
+from remediator.payload import parse_notification
+from remediator.rules import load_rules
+from tests.conftest import EXAMPLE_RULES, body
+
+POLICY = GuardrailPolicy(namespace_allowlist=("shop", "pay*"), actions_per_minute=5)
+
+
+def cpu_decision(clock: FakeClock) -> Decision:
+    (decision,) = decide(
+        parse_notification(body("firing-checkout-grouped")), load_rules(EXAMPLE_RULES), clock.now()
+    )
+    return decision
+
+
+def test_fresh_decision_is_allowed(clock: FakeClock) -> None:
+    assert evaluate(cpu_decision(clock), GuardrailState(), POLICY, clock.now()).allowed
+
+
+def test_duplicate_episode_is_denied_first(clock: FakeClock) -> None:
+    verdict = evaluate(
+        cpu_decision(clock), GuardrailState(duplicate_of=7, global_actions=99), POLICY, clock.now()
+    )
+    assert not verdict.allowed
+    assert verdict.guardrail == "duplicate"
+    assert verdict.reason is not None
+    assert verdict.reason.startswith("duplicate episode: decision #7 already acted")
+
+
+def test_namespace_outside_allowlist_is_denied(clock: FakeClock) -> None:
+    policy = GuardrailPolicy(namespace_allowlist=("payments",))
+    verdict = evaluate(cpu_decision(clock), GuardrailState(), policy, clock.now())
+    assert verdict.guardrail == "namespace_allowlist"
+    assert verdict.reason == "namespace 'shop' is not in the allowlist (payments)"
+
+
+def test_empty_allowlist_denies_everything(clock: FakeClock) -> None:
+    verdict = evaluate(cpu_decision(clock), GuardrailState(), GuardrailPolicy(), clock.now())
+    assert verdict.reason == "namespace 'shop' is not in the allowlist (empty)"
+
+
+def test_cooldown_denies_until_it_ends(clock: FakeClock) -> None:
+    decision = cpu_decision(clock)
+    acted = clock.now()
+    clock.advance(timedelta(minutes=9, seconds=59))
+    verdict = evaluate(decision, GuardrailState(last_action_at=acted), POLICY, clock.now())
+    assert verdict.guardrail == "cooldown"
+    assert verdict.reason is not None
+    assert "cooldown 10m ends" in verdict.reason
+    clock.advance(timedelta(seconds=1))
+    assert evaluate(decision, GuardrailState(last_action_at=acted), POLICY, clock.now()).allowed
+
+
+def test_per_target_window_limit(clock: FakeClock) -> None:
+    decision = cpu_decision(clock)  # example rule: max 3 per hour
+    assert evaluate(decision, GuardrailState(target_actions=2), POLICY, clock.now()).allowed
+    verdict = evaluate(decision, GuardrailState(target_actions=3), POLICY, clock.now())
+    assert verdict.guardrail == "target_limit"
+    assert verdict.reason == (
+        "target limit: 3 actions on Deployment/shop/checkout in the last 1h (max 3)"
+    )
+
+
+def test_global_budget(clock: FakeClock) -> None:
+    decision = cpu_decision(clock)
+    assert evaluate(decision, GuardrailState(global_actions=4), POLICY, clock.now()).allowed
+    verdict = evaluate(decision, GuardrailState(global_actions=5), POLICY, clock.now())
+    assert verdict.guardrail == "global_budget"
+
+
+def test_lookup_windows_follow_the_rule_and_the_clock(clock: FakeClock) -> None:
+    decision = cpu_decision(clock)
+    query = lookup(decision, clock.now())
+    assert query.cooldown_since == clock.now() - timedelta(minutes=10)
+    assert query.target_since == clock.now() - timedelta(hours=1)
+    assert query.global_since == clock.now() - timedelta(minutes=1)
+    assert query.target == "Deployment/shop/checkout"

@@ -1,0 +1,271 @@
+"""The webhook over real HTTP: every captured payload, auth, and every error status."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from remediator.app import SERVICE, Service, create_app
+from remediator.clock import FakeClock
+from remediator.settings import ConfigError, Settings
+from tests.conftest import AUTH, TOKEN, body, fixture_names
+
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def client_for(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+) -> MakeClient:
+    async def make(**overrides: Any) -> Client:
+        app = create_app(
+            make_settings(**overrides), clock=clock, registry=CollectorRegistry(), gateway=None
+        )
+        return await aiohttp_client(app)
+
+    return make
+
+
+def service(client: Client) -> Service:
+    return client.app[SERVICE]
+
+
+def audit_rows(client: Client) -> list[tuple[str, str]]:
+    with service(client).store.reader() as conn:
+        return conn.execute("SELECT rule, outcome FROM audit ORDER BY id").fetchall()
+
+
+def decision_count(client: Client) -> int:
+    with service(client).store.reader() as conn:
+        return int(conn.execute("SELECT count(*) FROM decisions").fetchone()[0])
+
+
+@pytest.mark.parametrize("name", fixture_names())
+async def test_every_captured_payload_is_accepted(client_for: MakeClient, name: str) -> None:
+    client = await client_for()
+    response = await client.post(
+        "/api/v1/alerts", data=body(name), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert answer["status"] == "accepted"
+    assert answer["alerts"] == len(json.loads(body(name))["alerts"])
+
+
+async def test_matching_alert_is_dry_run_without_a_cluster(client_for: MakeClient) -> None:
+    client = await client_for()
+    response = await client.post(
+        "/api/v1/alerts", data=body("firing-checkout-grouped"), headers=AUTH
+    )
+    assert (await response.json())["accepted"] == 1
+    await service(client).executor.drained()
+    assert audit_rows(client) == [("scale-out-on-high-cpu", "dry_run")]
+
+
+async def test_repeat_of_the_same_episode_is_audited_as_duplicate(client_for: MakeClient) -> None:
+    client = await client_for()
+    for _ in range(3):
+        response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
+        assert response.status == 200
+    await service(client).executor.drained()
+    assert decision_count(client) == 1
+    assert [outcome for _, outcome in audit_rows(client)] == ["dry_run", "skipped", "skipped"]
+
+
+# ------------------------------------------------------------------------------ auth
+
+
+async def test_no_credentials_is_401(client_for: MakeClient) -> None:
+    client = await client_for()
+    response = await client.post("/api/v1/alerts", data=body("firing-db-pool"))
+    assert response.status == 401
+    assert (await response.json())["error"] == "missing or invalid credentials"
+    assert decision_count(client) == 0
+
+
+async def test_wrong_bearer_is_401(client_for: MakeClient) -> None:
+    client = await client_for()
+    response = await client.post(
+        "/api/v1/alerts", data=body("firing-db-pool"), headers={"Authorization": f"Bearer {TOKEN}x"}
+    )
+    assert response.status == 401
+    assert TOKEN not in await response.text()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_basic_auth_as_alertmanager_sends_it(client_for: MakeClient) -> None:
+    client = await client_for(
+        bearer_token=None,
+        basic_auth_user="alertmanager",
+        basic_auth_password="fixture-basic-password",
+    )
+    ok = await client.post(
+        "/api/v1/alerts",
+        data=body("firing-db-pool"),
+        headers=basic("alertmanager", "fixture-basic-password"),
+    )
+    assert ok.status == 200
+    for user, password in (("alertmanager", "wrong"), ("other", "fixture-basic-password")):
+        denied = await client.post(
+            "/api/v1/alerts", data=body("firing-db-pool"), headers=basic(user, password)
+        )
+        assert denied.status == 401
+    garbage = await client.post(
+        "/api/v1/alerts", data=body("firing-db-pool"), headers={"Authorization": "Basic !!!"}
+    )
+    assert garbage.status == 401
+
+
+async def test_bearer_and_basic_together_accept_either(client_for: MakeClient) -> None:
+    client = await client_for(basic_auth_user="am", basic_auth_password="pw")
+    for headers in (AUTH, basic("am", "pw")):
+        response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=headers)
+        assert response.status == 200
+
+
+async def test_insecure_no_auth_accepts_anyone(client_for: MakeClient) -> None:
+    client = await client_for(bearer_token=None, insecure_no_auth=True)
+    response = await client.post("/api/v1/alerts", data=body("firing-db-pool"))
+    assert response.status == 200
+
+
+def test_service_refuses_to_start_without_credentials(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with pytest.raises(ConfigError, match="no webhook credentials configured"):
+        create_app(make_settings(bearer_token=None), gateway=None)
+
+
+def test_credentials_can_come_from_files(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    settings = make_settings(bearer_token=None, bearer_token_file=token_file)
+    assert settings.credentials().bearer_token == TOKEN
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"{", "invalid Alertmanager notification: body is not valid JSON"),
+        (
+            b'{"version": "3", "receiver": "x", "status": "firing", "alerts": [], "groupKey": "k"}',
+            "invalid Alertmanager notification: version: unsupported webhook version"
+            ' (expected "4")',
+        ),
+        (
+            b'{"version": "4", "receiver": "x", "status": "firing", "alerts": []}',
+            "invalid Alertmanager notification: groupKey: required field is missing",
+        ),
+        (b"", "invalid Alertmanager notification: body is empty"),
+    ],
+)
+async def test_bad_input_is_400_naming_the_problem(
+    client_for: MakeClient, payload: bytes, message: str
+) -> None:
+    client = await client_for()
+    response = await client.post("/api/v1/alerts", data=payload, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(message)
+    assert decision_count(client) == 0
+    assert audit_rows(client) == []
+
+
+async def test_body_over_the_limit_is_413(client_for: MakeClient) -> None:
+    client = await client_for(max_body_bytes=2048)
+    big = body("firing-checkout-grouped")
+    assert len(big) > 2048
+    response = await client.post("/api/v1/alerts", data=big, headers=AUTH)
+    assert response.status == 413
+    assert "the limit is 2048 bytes" in (await response.json())["error"]
+    assert decision_count(client) == 0
+
+
+async def test_chunked_body_over_the_limit_is_413(client_for: MakeClient) -> None:
+    client = await client_for(max_body_bytes=2048)
+
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = await client.post("/api/v1/alerts", data=chunks(), headers=AUTH)
+    assert response.status == 413
+
+
+# ------------------------------------------------------------------------------ 503
+
+
+def _read_only(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only = 1")
+
+
+async def test_unwritable_store_is_503_and_nothing_is_acted_on(client_for: MakeClient) -> None:
+    client = await client_for()
+    store = service(client).store
+    # Switch the writer connection to read-only, as a read-only remount would.
+    await store.write(_read_only)
+    response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
+    assert response.status == 503
+    assert "not writable" in (await response.json())["error"]
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    await service(client).executor.drained()
+    assert decision_count(client) == 0
+
+
+async def test_full_intake_queue_is_503_with_retry_after(client_for: MakeClient) -> None:
+    client = await client_for(max_queue=1)
+    store = service(client).store
+    release = threading.Event()
+    blocked = asyncio.ensure_future(store.write(lambda conn: release.wait(5)))
+    await asyncio.sleep(0.05)  # let the writer thread pick the blocking job up
+    queued = asyncio.ensure_future(store.write(lambda conn: None))  # fills the queue
+    try:
+        response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "intake queue is full" in (await response.json())["error"]
+    finally:
+        release.set()
+        await asyncio.gather(blocked, queued)
+    assert decision_count(client) == 0
+
+
+# ------------------------------------------------------------------------------ probes
+
+
+async def test_health_ready_and_metrics(client_for: MakeClient) -> None:
+    client = await client_for()
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["store"] == "writable"
+    await client.post("/api/v1/alerts", data=body("firing-checkout-grouped"), headers=AUTH)
+    await service(client).executor.drained()
+    text = await (await client.get("/metrics")).text()
+    assert 'remediator_alerts_received_total{status="firing"} 3.0' in text
+    assert "remediator_rules_loaded 2.0" in text
+    assert (
+        'remediator_decisions_total{action="scale",outcome="dry_run",'
+        'rule="scale-out-on-high-cpu"} 1.0' in text
+    )
+    assert 'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"}' in text
