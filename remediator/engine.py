@@ -137,6 +137,8 @@ class Executor:
         self._workers = []
 
     def submit(self, decision_id: int, plan: dict[str, Any]) -> None:
+        if not self._workers:
+            return  # not running: the decision stays pending in the store for the next start
         self._idle.clear()
         self._queue.put_nowait((decision_id, plan))
         self._metrics.queue_depth.labels("actions").set(self._queue.qsize())

@@ -47,7 +47,7 @@ class Authenticator:
             self._expected.append(f"Bearer {credentials.bearer_token}".encode())
         if credentials.basic is not None:
             user, password = credentials.basic
-            self._basic = (user.encode(), password.encode())
+            self._basic: tuple[bytes, bytes] | None = (user.encode(), password.encode())
         else:
             self._basic = None
 

@@ -78,7 +78,7 @@ def load_api_client(kubeconfig: Path | None, context: str | None) -> Any | None:
     configuration = k8s.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException as exc:
             raise NoCluster(f"in-cluster configuration failed: {exc}") from exc
     else:
@@ -93,7 +93,7 @@ def load_api_client(kubeconfig: Path | None, context: str | None) -> Any | None:
                 raise NoCluster(f"kubeconfig {path} does not exist")
             return None
         try:
-            k8s_config.load_kube_config(
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(path), context=context, client_configuration=configuration
             )
         except (k8s_config.ConfigException, OSError, ValueError) as exc:

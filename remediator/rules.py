@@ -109,7 +109,9 @@ class LabelMatcher(_Strict):
             )
         quoted = match.group("quoted")
         value = json.loads(f'"{quoted}"') if quoted is not None else match.group("bare")
-        return cls(name=match.group("name"), op=match.group("op"), value=value)  # type: ignore[arg-type]
+        return cls.model_validate(
+            {"name": match.group("name"), "op": match.group("op"), "value": value}
+        )
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -219,7 +221,7 @@ def _step_model(name: str, params_model: type[BaseModel], params_required: bool)
     return create_model(
         f"Step_{name}",
         __base__=_StepBase,
-        type=(Literal[name], ...),  # type: ignore[valid-type]
+        type=(Literal[name], ...),  # type: ignore[arg-type]
         params=params_field,
     )
 
@@ -371,8 +373,8 @@ class _Located:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    # An unknown key points at the key itself, anything else at its value.
-                    return value
+                    child: yaml.Node = value
+                    return child
             return None
         if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             return node.value[part] if 0 <= part < len(node.value) else None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 
 from remediator.clock import FakeClock
 from remediator.settings import Settings
+from remediator.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REMEDIATOR_SHARED", REPO.parent / "shared"))
@@ -56,3 +60,24 @@ def rules_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "rules"
     directory.mkdir()
     return directory
+
+
+class Hold:
+    """Blocks the writer thread on a job until released, so later writes queue behind it."""
+
+    def __init__(self, store: Store) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.task = asyncio.ensure_future(store.write(self._job))
+
+    def _job(self, conn: sqlite3.Connection) -> None:
+        self.started.set()
+        self.release.wait(5)
+
+    async def __aenter__(self) -> Hold:
+        await asyncio.to_thread(self.started.wait, 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.task

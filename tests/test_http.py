@@ -6,18 +6,18 @@ import asyncio
 import base64
 import json
 import sqlite3
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from remediator.app import SERVICE, Service, create_app
 from remediator.clock import FakeClock
 from remediator.settings import ConfigError, Settings
-from tests.conftest import AUTH, TOKEN, body, fixture_names
+from tests.conftest import AUTH, TOKEN, Hold, body, fixture_names
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -39,7 +39,8 @@ def client_for(
 
 
 def service(client: Client) -> Service:
-    return client.app[SERVICE]
+    app: web.Application = client.app
+    return app[SERVICE]
 
 
 def audit_rows(client: Client) -> list[tuple[str, str]]:
@@ -234,19 +235,14 @@ async def test_unwritable_store_is_503_and_nothing_is_acted_on(client_for: MakeC
 
 async def test_full_intake_queue_is_503_with_retry_after(client_for: MakeClient) -> None:
     client = await client_for(max_queue=1)
-    store = service(client).store
-    release = threading.Event()
-    blocked = asyncio.ensure_future(store.write(lambda conn: release.wait(5)))
-    await asyncio.sleep(0.05)  # let the writer thread pick the blocking job up
-    queued = asyncio.ensure_future(store.write(lambda conn: None))  # fills the queue
-    try:
+    async with Hold(service(client).store):
+        queued = asyncio.ensure_future(service(client).store.write(lambda conn: None))
+        await asyncio.sleep(0)  # the queue now holds max_queue (1) writes
         response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
         assert "intake queue is full" in (await response.json())["error"]
-    finally:
-        release.set()
-        await asyncio.gather(blocked, queued)
+    await queued
     assert decision_count(client) == 0
 
 
