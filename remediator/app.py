@@ -149,7 +149,7 @@ def create_app(
         finally:
             if execute:
                 await executor.stop()
-            store.close()
+            await store.close()
             if isinstance(kube, KubeGateway) and gateway is True:
                 kube.close()
 

@@ -8,6 +8,7 @@ Must not: decide anything: the engine hands it finished records.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.store import timestamp
 
@@ -29,8 +30,8 @@ class StepRecord(BaseModel):
     action: str
     target: str
     params: dict[str, Any]
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
     request: dict[str, Any] | None = None
     note: str = ""
     error: str | None = None
@@ -52,7 +53,7 @@ class AuditRecord(BaseModel):
     rule_source: str
     action: str
     target: str | None = None
-    params: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = Field(default_factory=list)
     dry_run: bool = False
     alertname: str
     alert_status: str
@@ -61,9 +62,9 @@ class AuditRecord(BaseModel):
     group_key: str
     receiver: str
     value: float | None = None
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    steps: list[StepRecord] = []
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
     error: str | None = None
     duration_ms: float | None = None
     decided_at: datetime | None = None
@@ -76,6 +77,7 @@ class AuditLog:
         self._log = structlog.get_logger("remediator.audit")
 
     def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> AuditRecord:
+        """Insert the record in the caller's transaction; returns it with its id."""
         cursor = conn.execute(
             "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -89,10 +91,14 @@ class AuditLog:
                 record.model_dump_json(exclude={"id"}),
             ),
         )
-        return record.model_copy(update={"id": cursor.lastrowid})
+        # The record is frozen and was built a moment ago by the engine: set the id in place
+        # rather than copying every field (this is the hot path of every notification).
+        object.__setattr__(record, "id", cursor.lastrowid)
+        return record
 
     def publish(self, record: AuditRecord) -> None:
-        self._log.info("audit", **record.model_dump(mode="json", exclude_none=True))
+        if self._log.is_enabled_for(logging.INFO):  # skip the serialisation when filtered out
+            self._log.info("audit", **record.model_dump(mode="json", exclude_none=True))
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,10 @@ class Handlers:
             log.info("invalid notification", error=str(exc), size=len(body))
             return _error(400, f"invalid Alertmanager notification: {exc}")
         try:
-            result = await self._engine.intake(notification)
+            with structlog.contextvars.bound_contextvars(
+                receiver=notification.receiver, group_key=notification.group_key
+            ):
+                result = await self._engine.intake(notification)
         except StoreBusy as exc:
             self._metrics.notifications.labels("unavailable").inc()
             return _error(503, f"busy: {exc}; retry later", **{"Retry-After": "1"})

@@ -12,6 +12,7 @@ RFC 3339 with Go's trimmed fractional seconds (``.22Z``, ``.512Z``, ``Z``); a fi
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -58,11 +59,11 @@ class Alert(_Incoming):
     def alertname(self) -> str:
         return self.labels.get("alertname", "")
 
-    @property
+    @cached_property
     def starts_at_key(self) -> str:
         """``startsAt`` normalised to microseconds, so a trimmed and an untrimmed rendering of
         the same instant identify the same episode."""
-        return self.starts_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return self.starts_at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class Notification(_Incoming):

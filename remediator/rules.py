@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -216,8 +217,6 @@ def _step_model(name: str, params_model: type[BaseModel], params_required: bool)
         if params_required
         else (params_model, Field(default_factory=params_model))
     )
-    from pydantic import create_model
-
     return create_model(
         f"Step_{name}",
         __base__=_StepBase,

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LogFormat = Literal["auto", "json", "console"]
 MIB = 1024 * 1024
@@ -297,8 +305,6 @@ def settings_from(values: dict[str, Any], environ: dict[str, str]) -> Settings:
 
 
 def _settings_message(exc: ValueError) -> str:
-    from pydantic import ValidationError
-
     if not isinstance(exc, ValidationError):
         return str(exc)
     flags = {s.name: f"{s.flag} / {s.env}" for s in SETTINGS}

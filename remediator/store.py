@@ -1,10 +1,9 @@
 """The state file: one SQLite database (WAL) holding decisions, guardrail history and audit.
 
-Owns: the schema, the single writer thread with group commit, and the SQL for decisions and
-guardrail counts. Every write is a job run on the writer thread; the jobs queued while a
-commit is in flight run together in the next transaction, so one fsync serves many concurrent
-requests. A job's caller is resumed only after the commit that holds its writes succeeded:
-that is the durability promise behind a 2xx to Alertmanager.
+Owns: the schema, group commit, and the SQL for decisions and guardrail counts. Every write
+is a job; the jobs queued while a commit is in flight run together in the next transaction, so
+one fsync serves many concurrent requests. A job's caller is resumed only after the commit
+that holds its writes succeeded: that is the durability promise behind a 2xx to Alertmanager.
 Must not: decide anything (jobs are handed in by the engine) or log.
 """
 
@@ -13,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,17 +82,13 @@ class StoreBusy(StoreError):
 
 def timestamp(when: datetime) -> str:
     """Fixed-width UTC ISO 8601, so text order is time order in SQL."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass
 class _Job(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
-
-
-_STOP = object()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -104,15 +98,23 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    """Owns the writer connection and thread. Use :meth:`write` from the event loop."""
+    """Owns the write connection. Use :meth:`write` from the event loop that opened it.
 
-    def __init__(self, path: Path, *, max_queue: int = 1000, max_batch: int = 512) -> None:
+    Group commit: the jobs written while a commit is in flight wait in a list; when it ends,
+    they all run (on the loop thread, each in its own savepoint, so one failing job does not
+    undo the others) inside one transaction, and that transaction's COMMIT (the fsync) runs on
+    a dedicated thread so the loop keeps serving requests meanwhile. The connection is used by
+    one thread at a time: the loop while jobs run, the commit thread while it commits.
+    """
+
+    def __init__(self, path: Path, *, max_queue: int = 1000) -> None:
         self.path = path
         self.max_queue = max_queue
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job[Any] | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._waiting: list[_Job[Any]] = []
+        self._flushing = False
+        self._idle: asyncio.Event | None = None
         self.commits = 0  # transactions committed: batches, not jobs
 
     # ---------------------------------------------------------------- lifecycle
@@ -132,84 +134,133 @@ class Store:
             conn.close()
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
         self._conn = conn
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
 
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+    async def close(self) -> None:
+        """Finish what is queued, then close."""
+        if self._idle is not None:
+            await self._idle.wait()
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._waiting)
 
     # ---------------------------------------------------------------- writing
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the next transaction; return its result once that is committed."""
-        if self._thread is None:
+        if self._conn is None:
             raise StoreUnavailable("the store is closed")
-        if self._queue.qsize() >= self.max_queue:
+        if len(self._waiting) >= self.max_queue:
             raise StoreBusy(f"intake queue is full ({self.max_queue} writes waiting)")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future))
+        self._waiting.append(_Job(fn, future))
+        if not self._flushing:
+            self._flushing = True
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            # call_soon, not now: the writes of this loop iteration join the same batch.
+            loop.call_soon(self._flush)
         return await future
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Job[Any]] = [first]  # type: ignore[list-item]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[_Job[Any]]) -> None:
-        conn = self._conn
-        assert conn is not None
-        outcomes: list[tuple[bool, Any]] = []
+    def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        conn, committer = self._conn, self._committer
+        if conn is None or committer is None:
+            self._settle(batch, [(False, StoreUnavailable("the store is closed"))] * len(batch))
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job.fn(conn)
-                except Exception as exc:  # the job's own failure: undo only its writes
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = StoreUnavailable(f"{self.path}: {exc}")
-                    outcomes.append((False, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((True, result))
-            conn.execute("COMMIT")
-            self.commits += 1
         except sqlite3.Error as exc:
+            self._settle(batch, [(False, StoreUnavailable(f"{self.path}: {exc}"))] * len(batch))
+            return
+        outcomes = self._run_batch(conn, batch)
+        commit = asyncio.get_running_loop().run_in_executor(committer, self._commit, conn)
+        commit.add_done_callback(lambda done: self._committed(batch, outcomes, done))
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job[Any]]
+    ) -> list[tuple[bool, Any]]:
+        """Run every job; normally as one plain transaction. Only if a job fails is the batch
+        rolled back and run again with a savepoint per job, so the failure undoes only its own
+        writes (savepoints cost two statements per job, so they are kept off the fast path)."""
+        try:
+            return [(True, job.fn(conn)) for job in batch]
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(False, StoreUnavailable(f"{self.path}: {exc}"))] * len(batch)
+        return [self._run_job(conn, job) for job in batch]
+
+    def _run_job(self, conn: sqlite3.Connection, job: _Job[Any]) -> tuple[bool, Any]:
+        try:
+            conn.execute("SAVEPOINT job")
+        except sqlite3.Error as exc:
+            return False, StoreUnavailable(f"{self.path}: {exc}")
+        try:
+            result = job.fn(conn)
+        except Exception as exc:  # the job's own failure: undo only its writes
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            if isinstance(exc, sqlite3.Error):
+                exc = StoreUnavailable(f"{self.path}: {exc}")
+            return False, exc
+        try:
+            conn.execute("RELEASE job")
+        except sqlite3.Error as exc:
+            return False, StoreUnavailable(f"{self.path}: {exc}")
+        return True, result
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """Runs on the commit thread."""
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"{self.path}: {exc}")
+            raise
+
+    def _committed(
+        self,
+        batch: list[_Job[Any]],
+        outcomes: list[tuple[bool, Any]],
+        done: asyncio.Future[None],
+    ) -> None:
+        error = done.exception() if not done.cancelled() else StoreUnavailable("commit cancelled")
+        if error is not None:
+            failure = StoreUnavailable(f"{self.path}: {error}")
             outcomes = [(False, failure)] * len(batch)
+        else:
+            self.commits += 1
+        self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[_Job[Any]], outcomes: list[tuple[bool, Any]]) -> None:
         for job, (ok, value) in zip(batch, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._flushing = False
+            if self._idle is not None:
+                self._idle.set()
 
     # ---------------------------------------------------------------- reading
 
@@ -223,40 +274,40 @@ class Store:
             conn.close()
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
 # -------------------------------------------------------------------- decision SQL (jobs)
 
 
+_GUARDRAIL_STATE = """
+SELECT
+    (SELECT id FROM decisions
+      WHERE rule = :rule AND fingerprint = :fingerprint AND starts_at = :starts_at
+        AND status = :status),
+    (SELECT max(at) FROM decisions WHERE rule = :rule AND target = :target AND at > :cooldown),
+    CASE WHEN :window IS NULL THEN 0
+         ELSE (SELECT count(*) FROM decisions WHERE target = :target AND at > :window) END,
+    (SELECT count(*) FROM decisions WHERE at > :budget)
+"""
+
+
 def guardrail_state(conn: sqlite3.Connection, lookup: Lookup) -> GuardrailState:
-    row = conn.execute(
-        "SELECT id FROM decisions WHERE rule = ? AND fingerprint = ? AND starts_at = ?"
-        " AND status = ?",
-        lookup.episode,
+    """Everything the guardrails need about one decision, in one statement (each part is an
+    index lookup)."""
+    rule, fingerprint, starts_at, status = lookup.episode
+    duplicate_of, last, target_actions, global_actions = conn.execute(
+        _GUARDRAIL_STATE,
+        {
+            "rule": rule,
+            "fingerprint": fingerprint,
+            "starts_at": starts_at,
+            "status": status,
+            "target": lookup.target,
+            "cooldown": lookup.cooldown_since.timestamp(),
+            "window": lookup.target_since.timestamp() if lookup.target_since else None,
+            "budget": lookup.global_since.timestamp(),
+        },
     ).fetchone()
-    duplicate_of = int(row[0]) if row else None
-    last = conn.execute(
-        "SELECT max(at) FROM decisions WHERE rule = ? AND target = ? AND at > ?",
-        (lookup.rule, lookup.target, lookup.cooldown_since.timestamp()),
-    ).fetchone()[0]
-    target_actions = 0
-    if lookup.target_since is not None:
-        target_actions = conn.execute(
-            "SELECT count(*) FROM decisions WHERE target = ? AND at > ?",
-            (lookup.target, lookup.target_since.timestamp()),
-        ).fetchone()[0]
-    global_actions = conn.execute(
-        "SELECT count(*) FROM decisions WHERE at > ?", (lookup.global_since.timestamp(),)
-    ).fetchone()[0]
     return GuardrailState(
-        duplicate_of=duplicate_of,
+        duplicate_of=int(duplicate_of) if duplicate_of is not None else None,
         last_action_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
         target_actions=int(target_actions),
         global_actions=int(global_actions),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,21 +62,32 @@ def rules_dir(tmp_path: Path) -> Path:
 
 
 class Hold:
-    """Blocks the writer thread on a job until released, so later writes queue behind it."""
+    """Blocks the store's commit thread until released, so writes queue up as under load."""
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.started = threading.Event()
         self.release = threading.Event()
-        self.task = asyncio.ensure_future(store.write(self._job))
 
-    def _job(self, conn: sqlite3.Connection) -> None:
+    def _block(self) -> None:
         self.started.set()
         self.release.wait(5)
 
     async def __aenter__(self) -> Hold:
+        committer = self.store._committer  # reaching in: only tests need to stall a commit
+        assert committer is not None
+        self._blocker = asyncio.wrap_future(committer.submit(self._block))
         await asyncio.to_thread(self.started.wait, 5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.release.set()
-        await self.task
+        await self._blocker
+
+    async def queued(self, depth: int) -> None:
+        """Wait until ``depth`` writes wait behind the stalled commit."""
+        for _ in range(1000):
+            if self.store.depth >= depth:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"store depth stayed at {self.store.depth}, expected {depth}")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
@@ -80,7 +81,7 @@ async def test_repeat_of_the_same_episode_is_audited_as_duplicate(client_for: Ma
     for _ in range(3):
         response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
         assert response.status == 200
-    await service(client).executor.drained()
+        await service(client).executor.drained()
     assert decision_count(client) == 1
     assert [outcome for _, outcome in audit_rows(client)] == ["dry_run", "skipped", "skipped"]
 
@@ -235,14 +236,18 @@ async def test_unwritable_store_is_503_and_nothing_is_acted_on(client_for: MakeC
 
 async def test_full_intake_queue_is_503_with_retry_after(client_for: MakeClient) -> None:
     client = await client_for(max_queue=1)
-    async with Hold(service(client).store):
-        queued = asyncio.ensure_future(service(client).store.write(lambda conn: None))
-        await asyncio.sleep(0)  # the queue now holds max_queue (1) writes
+    store = service(client).store
+    async with Hold(store) as hold:
+        in_flight = asyncio.ensure_future(store.write(lambda conn: None))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        queued = asyncio.ensure_future(store.write(lambda conn: None))
+        await hold.queued(1)  # the queue now holds max_queue (1) writes
         response = await client.post("/api/v1/alerts", data=body("firing-db-pool"), headers=AUTH)
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
         assert "intake queue is full" in (await response.json())["error"]
-    await queued
+    await asyncio.gather(in_flight, queued)
     assert decision_count(client) == 0
 
 
@@ -265,3 +270,16 @@ async def test_health_ready_and_metrics(client_for: MakeClient) -> None:
         'rule="scale-out-on-high-cpu"} 1.0' in text
     )
     assert 'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"}' in text
+
+
+async def test_every_audit_record_is_one_structured_log_line(client_for: MakeClient) -> None:
+    client = await client_for()
+    with structlog.testing.capture_logs() as logs:
+        for name in ("firing-db-pool", "repeat-db-pool"):
+            await client.post("/api/v1/alerts", data=body(name), headers=AUTH)
+            await service(client).executor.drained()
+    audit_lines = [entry for entry in logs if entry["event"] == "audit"]
+    assert [entry["outcome"] for entry in audit_lines] == ["dry_run", "skipped"]
+    assert [entry["id"] for entry in audit_lines] == [1, 2]
+    assert audit_lines[1]["guardrail"] == "duplicate"
+    assert audit_lines[0]["rule"] == "restart-on-db-pool-exhausted"

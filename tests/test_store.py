@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -22,28 +22,45 @@ def insert(value: str) -> Callable[[sqlite3.Connection], int]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = Store(tmp_path / "state.db")
     s.open()
     yield s
-    s.close()
+    await s.close()
 
 
-def test_wal_and_full_sync(store: Store) -> None:
+def keys(store: Store) -> set[str]:
+    with store.reader() as conn:
+        return {row[0] for row in conn.execute("SELECT key FROM meta")}
+
+
+async def test_state_file_uses_wal(store: Store) -> None:
     with store.reader() as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_concurrent_writes_share_commits(store: Store) -> None:
-    # Hold the writer so the next writes queue up behind it, as under concurrent load.
-    async with Hold(store):
-        writes = [asyncio.ensure_future(store.write(insert(f"k{i}"))) for i in range(50)]
+    async with Hold(store) as hold:  # a commit in flight: new writes queue behind it
+        first = asyncio.ensure_future(store.write(insert("first")))
         await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        writes = [asyncio.ensure_future(store.write(insert(f"k{i}"))) for i in range(50)]
+        await hold.queued(50)
         before = store.commits
-    await asyncio.gather(*writes)
-    assert store.commits - before <= 2  # 50 acknowledged writes, one or two fsyncs
-    with store.reader() as conn:
-        assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0] == 50
+    await asyncio.gather(first, *writes)
+    assert store.commits - before == 2  # 51 acknowledged writes: the stalled commit + one more
+    assert len(keys(store)) == 51
+
+
+async def test_a_write_returns_only_after_its_commit(store: Store) -> None:
+    async with Hold(store):
+        write = asyncio.ensure_future(store.write(insert("pending")))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not write.done()
+        assert "pending" not in keys(store)  # not committed, so not visible, not acknowledged
+    await write
+    assert "pending" in keys(store)
 
 
 async def test_a_failing_job_does_not_undo_its_batch_mates(store: Store) -> None:
@@ -51,31 +68,24 @@ async def test_a_failing_job_does_not_undo_its_batch_mates(store: Store) -> None
         conn.execute("INSERT INTO meta (key, value) VALUES ('bad', 'x')")
         raise ValueError("job bug")
 
-    async with Hold(store):
-        good = asyncio.ensure_future(store.write(insert("good")))
-        bad = asyncio.ensure_future(store.write(broken))
-        await asyncio.sleep(0)
+    good = asyncio.ensure_future(store.write(insert("good")))
+    bad = asyncio.ensure_future(store.write(broken))
     await good
     with pytest.raises(ValueError, match="job bug"):
         await bad
-    with store.reader() as conn:
-        keys = {r[0] for r in conn.execute("SELECT key FROM meta")}
-    assert "good" in keys
-    assert "bad" not in keys
+    assert "good" in keys(store)
+    assert "bad" not in keys(store)
 
 
 async def test_acknowledged_writes_survive_reopening(tmp_path: Path) -> None:
     first = Store(tmp_path / "state.db")
     first.open()
     await first.write(insert("durable"))
-    first.close()
+    await first.close()
     second = Store(tmp_path / "state.db")
     second.open()
-    with second.reader() as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'durable'").fetchone() == (
-            "durable",
-        )
-    second.close()
+    assert "durable" in keys(second)
+    await second.close()
 
 
 async def test_unwritable_database_raises_store_unavailable(store: Store) -> None:
@@ -87,13 +97,17 @@ async def test_unwritable_database_raises_store_unavailable(store: Store) -> Non
 async def test_queue_limit_sheds_load(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db", max_queue=2)
     store.open()
-    async with Hold(store):
-        queued = [asyncio.ensure_future(store.write(insert(f"q{i}"))) for i in range(2)]
+    async with Hold(store) as hold:
+        in_flight = asyncio.ensure_future(store.write(insert("in-flight")))
         await asyncio.sleep(0)
-        with pytest.raises(StoreBusy, match="intake queue is full"):
+        await asyncio.sleep(0)
+        queued = [asyncio.ensure_future(store.write(insert(f"q{i}"))) for i in range(2)]
+        await hold.queued(2)
+        with pytest.raises(StoreBusy, match=r"intake queue is full \(2 writes waiting\)"):
             await store.write(insert("one too many"))
-    await asyncio.gather(*queued)
-    store.close()
+    await asyncio.gather(in_flight, *queued)
+    assert "one too many" not in keys(store)
+    await store.close()
 
 
 async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
