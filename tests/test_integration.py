@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -88,7 +89,8 @@ def start(
 
 
 def service(client: Client) -> Service:
-    return client.app[SERVICE]
+    app: web.Application = client.app
+    return app[SERVICE]
 
 
 async def post(client: Client, name: str) -> dict[str, Any]:
