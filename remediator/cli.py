@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -233,6 +234,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(values, dict(os.environ))
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
+    # Everything built so far lives as long as the process: move it out of the collector's
+    # reach, so collections during request handling scan only request garbage (this cut the
+    # p99 intake latency by more than half in bench/intake.py).
+    gc.collect()
+    gc.freeze()
     web.run_app(
         app,
         host=settings.host,

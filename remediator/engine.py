@@ -195,7 +195,7 @@ class Executor:
         error: str | None = None
         for index, step in enumerate(plan["steps"], start=1):
             action = REGISTRY[step["action"]]
-            target = Target.model_validate(step["target"])
+            target = Target(**step["target"])
             base = {"action": step["action"], "target": str(target), "params": step["params"]}
             try:
                 result = await action.run(
@@ -263,10 +263,11 @@ class Engine:
         self._clock = clock
         self._metrics = metrics
         self.dry_run = dry_run
+        self._received = {s: metrics.alerts_received.labels(s) for s in ("firing", "resolved")}
 
     async def intake(self, notification: Notification) -> IntakeResult:
         for alert in notification.alerts:
-            self._metrics.alerts_received.labels(alert.status).inc()
+            self._received[alert.status].inc()
         now = self._clock.now()
         decisions = decide(notification, self.rules, now)
         if not decisions:

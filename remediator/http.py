@@ -123,10 +123,7 @@ class Handlers:
             log.info("invalid notification", error=str(exc), size=len(body))
             return _error(400, f"invalid Alertmanager notification: {exc}")
         try:
-            with structlog.contextvars.bound_contextvars(
-                receiver=notification.receiver, group_key=notification.group_key
-            ):
-                result = await self._engine.intake(notification)
+            result = await self._engine.intake(notification)
         except StoreBusy as exc:
             self._metrics.notifications.labels("unavailable").inc()
             return _error(503, f"busy: {exc}; retry later", **{"Retry-After": "1"})
@@ -166,6 +163,11 @@ class Handlers:
 
 
 def request_metrics(metrics: Metrics) -> Any:
+    # Label lookups cost a lock and a dict per call; the label sets are few, so keep the
+    # children (this runs for every request).
+    counters: dict[tuple[str, str, int], Any] = {}
+    histograms: dict[str, Any] = {}
+
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -182,8 +184,15 @@ def request_metrics(metrics: Metrics) -> Any:
             code = exc.status
             raise
         finally:
-            metrics.requests.labels(name, request.method, str(code)).inc()
-            metrics.latency.labels(name).observe(time.perf_counter() - started)
+            key = (name, request.method, code)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = metrics.requests.labels(name, request.method, str(code))
+            counter.inc()
+            histogram = histograms.get(name)
+            if histogram is None:
+                histogram = histograms[name] = metrics.latency.labels(name)
+            histogram.observe(time.perf_counter() - started)
 
     return middleware
 

@@ -30,7 +30,7 @@ class PlannedStep:
         return {
             "action": self.action,
             "params": self.params.model_dump(mode="json"),
-            "target": self.target.model_dump(),
+            "target": self.target.as_dict(),
         }
 
 

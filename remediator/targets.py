@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 _PLACEHOLDER = re.compile(r"\{labels\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_BRACE = re.compile(r"[{}]")
@@ -23,10 +22,10 @@ class RenderError(ValueError):
     """A target could not be rendered from the alert (missing label, invalid name)."""
 
 
-class Target(BaseModel):
-    """A rendered, validated object reference."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A rendered, validated object reference (validated by :func:`render_target`; a plain
+    dataclass because one is built for every matched alert)."""
 
     kind: str
     namespace: str
@@ -34,6 +33,9 @@ class Target(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
 
 
 def check_template(template: str) -> str:
@@ -78,4 +80,4 @@ def render_target(kind: str, namespace: str, name: str, labels: Mapping[str, str
     rendered_name = render(name, labels)
     validate_namespace(rendered_namespace)
     validate_name(rendered_name)
-    return Target(kind=kind, namespace=rendered_namespace, name=rendered_name)
+    return Target(kind, rendered_namespace, rendered_name)
