@@ -174,3 +174,18 @@ def test_audit_list_rejects_a_bad_time(tmp_path: Path, when: str) -> None:
     result = run_cli("audit", "list", "--state-file", str(state), "--since", when)
     assert result.returncode == 2
     assert "is neither a duration (30m, 2h) nor an ISO 8601 time" in result.stderr
+
+
+def test_serve_refuses_a_kubeconfig_that_does_not_exist(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve",
+        "--insecure-no-auth",
+        "--rules-dir",
+        str(EXAMPLE_RULES),
+        "--state-file",
+        str(tmp_path / "s.db"),
+        "--kubeconfig",
+        str(tmp_path / "nope"),
+    )
+    assert result.returncode == 2
+    assert f"kubeconfig {tmp_path / 'nope'} does not exist" in result.stderr

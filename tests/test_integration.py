@@ -467,3 +467,27 @@ async def test_decision_interrupted_mid_action_is_audited_not_repeated(
     (record,) = audit(restarted)
     assert record["outcome"] == "failed"
     assert record["error"].startswith("interrupted:")
+
+
+async def test_connection_errors_are_retried_then_reported_as_unavailable(
+    tmp_path: Path, sleeps: Sleeps
+) -> None:
+    """No API server listening: every attempt is refused; the gateway gives up, bounded."""
+    import socket
+
+    from remediator.errors import Unavailable
+    from remediator.targets import Target
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = FakeKube()
+    closed.url = f"http://127.0.0.1:{port}"
+    api = load_api_client(closed.write_kubeconfig(tmp_path / "closed-kubeconfig"), None)
+    gateway = KubeGateway(api, retry=RetryPolicy(attempts=4), sleep=sleeps)
+    target = Target("Deployment", "shop", "checkout")
+    with pytest.raises(Unavailable, match="gave up after 4 attempts"):
+        await gateway.update_scale(target, lambda n: n + 1, dry_run=False)
+    assert gateway.attempts == 4
+    assert len(sleeps.calls) == 3
+    gateway.close()

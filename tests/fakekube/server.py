@@ -283,35 +283,33 @@ def conflict(resource: Resource, name: str) -> ApiError:
     )
 
 
+def invalid(resource: Resource, name: str, detail: str) -> ApiError:
+    return ApiError(422, "Invalid", f'{resource.kind} "{name}" is invalid: {detail}')
+
+
 def validate(resource: Resource, obj: JSON) -> None:
     name = obj.get("metadata", {}).get("name", "")
     if len(name) > 253 or not _NAME.match(name):
-        raise ApiError(
-            422,
-            "Invalid",
-            f'{resource.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": '
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-            "characters, '-' or '.'",
+        raise invalid(
+            resource,
+            name,
+            f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
+            "consist of lower case alphanumeric characters, '-' or '.'",
         )
     spec = obj.get("spec") or {}
     if resource.kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
         selector = (spec.get("selector") or {}).get("matchLabels") or {}
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{resource.kind} "{name}" is invalid: spec.template.metadata.labels: '
-                "Invalid value: selector does not match template labels",
+            raise invalid(
+                resource,
+                name,
+                "spec.template.metadata.labels: Invalid value: selector does not match "
+                "template labels",
             )
         replicas = spec.get("replicas", 1)
         if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{resource.kind} "{name}" is invalid: spec.replicas: '
-                "must be greater than or equal to 0",
-            )
+            raise invalid(resource, name, "spec.replicas: must be greater than or equal to 0")
 
 
 def default(resource: Resource, obj: JSON) -> None:
