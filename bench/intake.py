@@ -2,16 +2,24 @@
 
 Both servers run as their own process on loopback, measured one after the other in the same
 run, under the same load: a fixed number of concurrent keep-alive connections posting
-Alertmanager webhook notifications (1 alert and 50 alerts each). Every notification is a new
-alert episode that the example rules match, so every request takes the durable path: matching,
-guardrails, and a SQLite commit before the 2xx. The load is bounded by a request count and a
-time limit, whichever comes first; the script stops by itself.
+Alertmanager webhook notifications (1 alert and 50 alerts each), shaped exactly like the
+captured ``firing-checkout-grouped.json`` (version "4", compact JSON). Every alert has its own
+fingerprint, so every notification is a new episode that the bench rule matches: each request
+takes the durable path (matching, guardrails, a SQLite commit) before its 2xx. After each
+remediator run the script checks the state file holds a record for every acknowledged alert.
 
-    python bench/intake.py                      # defaults: 32 connections, ~1 minute in all
-    python bench/intake.py --json results.json  # also write the numbers
+The load is bounded by a request count and a time limit per measurement, whichever comes
+first; the script stops by itself (about a minute with the defaults).
+
+    python bench/intake.py                       # 32 connections, 5000 / 500 requests, 20 s cap
+    python bench/intake.py --json results.json   # also write the numbers
+    python bench/intake.py --pin                 # load generator and servers on separate CPUs
 
 Reports notifications/s, alerts/s, p50/p99 latency, errors, the ratio to the bare handler for
-the same payload, and the peak RSS of each server process.
+the same payload, the peak RSS (VmHWM) of each server process, and the CPU used by the server
+and by the load generator during the measured window (a load generator near 100% means the
+numbers are bounded by the client, not the server). Exit status 1 if any request failed or an
+acknowledged alert has no durable record.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import asyncio
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,6 +42,8 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.5
+PAYLOAD_SIZES = (1, 50)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 BARE_SERVER = """
 import sys
@@ -47,6 +58,44 @@ app.router.add_post("/api/v1/alerts", alerts)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+# The example rule for HighCPUUsage (rules/high-cpu.yaml), kept here so edits to the example
+# rules do not change what is measured. Every payload alert matches it.
+BENCH_RULES = """\
+rules:
+  - name: scale-out-on-high-cpu
+    match:
+      alertname: HighCPUUsage
+      labels:
+        - severity=~"critical|page"
+    threshold:
+      value_from:
+        annotation: description
+        regex: 'is (?P<value>[0-9.]+%)'
+      op: ">="
+      value: 85%
+    target:
+      kind: Deployment
+      namespace: "{labels.namespace}"
+      name: "{labels.deployment}"
+    action:
+      type: scale
+      params:
+        replicas: "+2"
+        min_replicas: 2
+        max_replicas: 10
+    cooldown: 10m
+    max_actions:
+      count: 3
+      window: 1h
+"""
+
+GENERATOR_URL = (
+    "http://127.0.0.1:19090/graph?g0.expr=label_replace%28label_replace%28label_replace%28"
+    "vector%2892%29%2C+%22namespace%22%2C+%22shop%22%2C+%22%22%2C+%22%22%29%2C+%22deployment"
+    "%22%2C+%22checkout%22%2C+%22%22%2C+%22%22%29%2C+%22pod%22%2C+%22{pod}%22%2C+%22%22%2C+"
+    "%22%22%29&g0.tab=1"
+)
+
 
 @dataclass
 class Result:
@@ -58,14 +107,24 @@ class Result:
     p50_ms: float
     p99_ms: float
     peak_rss_mib: float
+    server_cpu_percent: float
+    client_cpu_percent: float
+    acknowledged_alerts: int
+    durable_records: int | None  # remediator only: alerts with a row in the state file
 
     @property
     def per_second(self) -> float:
-        return self.notifications / self.seconds
+        return self.notifications / self.seconds if self.seconds else 0.0
 
     @property
     def alerts_per_second(self) -> float:
         return self.per_second * self.alerts_per_notification
+
+    @property
+    def missing_records(self) -> int:
+        if self.durable_records is None:
+            return 0
+        return max(0, self.acknowledged_alerts - self.durable_records)
 
 
 def free_port() -> int:
@@ -75,47 +134,56 @@ def free_port() -> int:
 
 
 def notification(index: int, alerts: int) -> bytes:
-    """A version-4 notification shaped like the captured checkout group; every alert has its
-    own fingerprint, so every one is a new episode."""
-    items = []
+    """Notification number ``index``: a version-4 body shaped like the captured checkout group
+    (same keys in the same order, compact, ``&`` escaped as Go does). Every alert gets its own
+    16-hex fingerprint, so every alert of every notification is a new episode."""
+    labels: list[dict[str, str]] = []
+    items: list[dict[str, Any]] = []
+    annotations = {
+        "description": "CPU usage of deployment checkout is 92% (threshold 85%).",
+        "runbook_url": "https://runbooks.example.com/alerts/HighCPUUsage",
+        "summary": "High CPU usage on shop/checkout",
+    }
     for n in range(alerts):
-        fingerprint = f"{index:010x}{n:06x}"
+        pod = f"checkout-7d9f8b6c5-{n:05x}"
+        labels.append(
+            {
+                "alertname": "HighCPUUsage",
+                "cluster": "lab-fixture",
+                "deployment": "checkout",
+                "namespace": "shop",
+                "pod": pod,
+                "severity": "critical",
+                "team": "platform",
+            }
+        )
         items.append(
             {
                 "status": "firing",
-                "labels": {
-                    "alertname": "HighCPUUsage",
-                    "cluster": "bench",
-                    "namespace": "shop",
-                    "deployment": f"checkout-{n}",
-                    "pod": f"checkout-{n}-7d9f8b6c5-x2k4p",
-                    "severity": "critical",
-                    "team": "platform",
-                },
-                "annotations": {
-                    "summary": "High CPU usage on shop/checkout",
-                    "description": f"CPU usage of deployment checkout-{n} is 92% (threshold 85%).",
-                    "runbook_url": "https://runbooks.example.com/alerts/HighCPUUsage",
-                },
+                "labels": labels[-1],
+                "annotations": annotations,
                 "startsAt": "2026-11-22T21:14:14.512Z",
                 "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://127.0.0.1:19090/graph?g0.expr=vector%2892%29&g0.tab=1",
-                "fingerprint": fingerprint,
+                "generatorURL": GENERATOR_URL.format(pod=pod),
+                "fingerprint": f"{index:010x}{n:06x}",
             }
         )
+    # Like Alertmanager: the label pairs equal across every alert sent.
+    common = {k: v for k, v in labels[0].items() if all(other.get(k) == v for other in labels)}
     body = {
         "receiver": "remediation-plain",
         "status": "firing",
         "alerts": items,
-        "groupLabels": {"namespace": "shop"},
-        "commonLabels": {"namespace": "shop"},
-        "commonAnnotations": {},
+        "groupLabels": {"deployment": "checkout", "namespace": "shop"},
+        "commonLabels": common,
+        "commonAnnotations": annotations,
         "externalURL": "http://127.0.0.1:19093",
         "version": "4",
-        "groupKey": '{}:{namespace="shop"}',
+        "groupKey": '{}:{deployment="checkout", namespace="shop"}',
         "truncatedAlerts": 0,
     }
-    return json.dumps(body).encode()
+    text = json.dumps(body, separators=(",", ":")).replace("&", "\\u0026")
+    return text.encode() + b"\n"
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -125,32 +193,101 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def wait_ready(url: str, deadline: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of every thread of ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Move every existing thread of ``pid`` to ``cpus``; threads it starts later inherit."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def durable_records(state_file: Path) -> int:
+    """Alerts (distinct fingerprints) with a decision or an audit row in the state file."""
+    conn = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT fingerprint FROM audit UNION SELECT fingerprint "
+            "FROM decisions)"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(row[0])
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], *, any_answer: bool) -> str:
+    """Until ``url`` answers 200 (or anything at all, with ``any_answer``); "" when it does,
+    else why not."""
+    deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return f"server exited with {process.returncode} before it was ready"
             try:
                 async with session.get(url) as response:
-                    if response.status < 500:
-                        return
+                    await response.read()
+                    if any_answer or response.status == 200:
+                        return ""
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise SystemExit(f"server at {url} did not become ready")
+    return f"server at {url} was not ready after 30 s"
+
+
+@dataclass
+class Load:
+    notifications: int
+    seconds: float
+    errors: int
+    latencies: list[float]
+    acknowledged: int  # notifications answered 200, warm-up included
+    client_cpu: float
+    server_cpu: float
+    first_error: str | None
 
 
 async def load(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float, warmup: list[bytes]
-) -> tuple[int, float, int, list[float]]:
+    url: str,
+    bodies: list[bytes],
+    warmup: list[bytes],
+    concurrency: int,
+    seconds: float,
+    server_pid: int,
+) -> Load:
     connector = aiohttp.TCPConnector(limit=concurrency)
-    headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=30)
+    headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
+    acknowledged = 0
+    first_error: str | None = None
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def post(body: bytes) -> bool:
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                return response.status == 200
+            nonlocal acknowledged, first_error
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    answer = await response.read()
+                    if response.status == 200:
+                        acknowledged += 1
+                        return True
+                    error = f"HTTP {response.status}: {answer[:200]!r}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            first_error = first_error or error
+            return False
 
-        await asyncio.gather(*(post(b) for b in warmup))
+        warmup_queue = iter(warmup)
+
+        async def warm() -> None:
+            for body in warmup_queue:
+                await post(body)
+
+        await asyncio.gather(*(warm() for _ in range(concurrency)))
+
         next_index = 0
         latencies: list[float] = []
         errors = 0
@@ -162,149 +299,253 @@ async def load(
                 body = bodies[next_index]
                 next_index += 1
                 started = time.perf_counter()
-                try:
-                    ok = await post(body)
-                except aiohttp.ClientError:
-                    ok = False
+                ok = await post(body)
                 latencies.append(time.perf_counter() - started)
                 errors += not ok
 
+        client_before = time.process_time()
+        server_before = cpu_seconds(server_pid)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return len(latencies), elapsed, errors, latencies
+        server_cpu = cpu_seconds(server_pid) - server_before
+        client_cpu = time.process_time() - client_before
+    return Load(
+        len(latencies),
+        elapsed,
+        errors,
+        latencies,
+        acknowledged,
+        client_cpu / elapsed * 100,
+        server_cpu / elapsed * 100,
+        first_error,
+    )
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
+def server_command(server: str, port: int, workdir: Path, alerts: int) -> list[str]:
+    if server == "bare":
+        return [sys.executable, "-c", BARE_SERVER, str(port)]
+    rules = workdir / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "bench.yaml").write_text(BENCH_RULES)
+    return [
+        sys.executable,
+        "-m",
+        "remediator.cli",
+        "serve",
+        "--insecure-no-auth",
+        "--dry-run",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--rules-dir",
+        str(rules),
+        "--state-file",
+        str(workdir / f"bench-{alerts}.db"),
+        "--allow-namespaces",
+        "*",
+        "--log-level",
+        "warning",
+        "--log-format",
+        "json",
+        "--max-queue",
+        "100000",
+    ]
+
+
 def measure(server: str, alerts: int, args: argparse.Namespace, workdir: Path) -> Result:
     port = free_port()
-    if server == "bare":
-        command = [sys.executable, "-c", BARE_SERVER, str(port)]
-        ready = f"http://127.0.0.1:{port}/"
-    else:
-        state = workdir / f"state-{alerts}.db"
-        command = [
-            sys.executable,
-            "-m",
-            "remediator.cli",
-            "serve",
-            "--insecure-no-auth",
-            "--dry-run",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--rules-dir",
-            str(REPO / "rules"),
-            "--state-file",
-            str(state),
-            "--allow-namespaces",
-            "*",
-            "--log-level",
-            "warning",
-            "--log-format",
-            "json",
-            "--max-queue",
-            "1000000",
-        ]
-        ready = f"http://127.0.0.1:{port}/readyz"
     requests = args.requests if alerts == 1 else max(1, args.requests // 10)
-    warmup_count = min(200, requests // 10)
-    offset = 10_000_000 * alerts  # distinct episodes per payload size
+    warmup_count = args.warmup if alerts == 1 else max(1, args.warmup // 10)
+    offset = 1_000_000 * alerts  # distinct episodes per payload size
     bodies = [notification(offset + i, alerts) for i in range(warmup_count + requests)]
-    log = (workdir / f"{server}-{alerts}.log").open("wb")
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    log_path = workdir / f"{server}-{alerts}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REMEDIATOR_KUBECONFIG", None)  # no cluster: dry-run, whatever the caller's env
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            server_command(server, port, workdir, alerts),
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
-        asyncio.run(wait_ready(ready, time.monotonic() + 30))
-        count, elapsed, errors, latencies = asyncio.run(
+        # The bare app has only the POST route: any answer (405) to a GET means it is up.
+        path = "/readyz" if server == "remediator" else "/api/v1/alerts"
+        url = f"http://127.0.0.1:{port}{path}"
+        problem = asyncio.run(wait_ready(url, process, any_answer=server == "bare"))
+        if problem:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"{server}: {problem}; its output:\n{tail}")
+        if args.pin:
+            pin(process.pid, args.server_cpus)
+        run = asyncio.run(
             load(
                 f"http://127.0.0.1:{port}/api/v1/alerts",
                 bodies[warmup_count:],
+                bodies[:warmup_count],
                 args.concurrency,
                 args.seconds,
-                bodies[:warmup_count],
+                process.pid,
             )
         )
         rss = peak_rss_mib(process.pid)
     finally:
         process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if run.first_error:
+        print(f"{server}, {alerts}-alert: first error: {run.first_error}", file=sys.stderr)
+    records = durable_records(workdir / f"bench-{alerts}.db") if server == "remediator" else None
+    if process.returncode not in (0, -15):
+        print(f"{server} exited with {process.returncode}; log: {log_path}", file=sys.stderr)
     return Result(
-        server,
-        alerts,
-        count,
-        elapsed,
-        errors,
-        percentile(latencies, 0.5),
-        percentile(latencies, 0.99),
-        rss,
+        server=server,
+        alerts_per_notification=alerts,
+        notifications=run.notifications,
+        seconds=run.seconds,
+        errors=run.errors,
+        p50_ms=percentile(run.latencies, 0.5),
+        p99_ms=percentile(run.latencies, 0.99),
+        peak_rss_mib=rss,
+        server_cpu_percent=run.server_cpu,
+        client_cpu_percent=run.client_cpu,
+        acknowledged_alerts=run.acknowledged * alerts,
+        durable_records=records,
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def table(results: list[Result]) -> str:
+    bare = {r.alerts_per_notification: r.per_second for r in results if r.server == "bare"}
+    lines = [
+        f"{'server':<11} {'payload':>8} {'notif/s':>9} {'alerts/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>6} {'vs bare':>7} {'peak RSS MiB':>12} "
+        f"{'srv CPU%':>8} {'gen CPU%':>8}"
+    ]
+    for r in results:
+        ratio = r.per_second / bare[r.alerts_per_notification]
+        payload = f"{r.alerts_per_notification}-alert"
+        lines.append(
+            f"{r.server:<11} {payload:>8} {r.per_second:>9.0f} {r.alerts_per_second:>9.0f} "
+            f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>6.2f}\u00d7 "
+            f"{r.peak_rss_mib:>12.1f} {r.server_cpu_percent:>8.0f} {r.client_cpu_percent:>8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--requests",
         type=int,
-        default=6000,
-        help="notifications per 1-alert measurement (50-alert: a tenth)",
+        default=5000,
+        metavar="N",
+        help="notifications per 1-alert measurement; the 50-alert one sends a tenth (default 5000)",
     )
     parser.add_argument(
         "--seconds",
         type=float,
-        default=15.0,
-        help="time limit per measurement, whichever comes first",
+        default=20.0,
+        help="time limit per measurement; whichever of N and this comes first (default 20)",
     )
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=200,
+        metavar="N",
+        help="uncounted notifications before each 1-alert measurement; 50-alert: a tenth "
+        "(default 200)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="concurrent connections (default 32)"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the load generator on CPU 0 and the server on the other CPUs",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--requests, --concurrency and --seconds must be positive")
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        args.client_cpus = {cpus[0]}
+        args.server_cpus = set(cpus[1:])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.pin:
+        os.sched_setaffinity(0, args.client_cpus)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
-        for alerts in (1, 50):
+        for alerts in PAYLOAD_SIZES:
             for server in ("bare", "remediator"):
-                results.append(measure(server, alerts, args, Path(tmp)))
-                print(f"measured {server} with {alerts}-alert payloads", file=sys.stderr)
-    bare = {r.alerts_per_notification: r.per_second for r in results if r.server == "bare"}
-    header = (
-        f"{'server':<11} {'alerts':>6} {'notif/s':>9} {'alerts/s':>10} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'ratio':>6} {'peak RSS MiB':>12}"
+                result = measure(server, alerts, args, Path(tmp))
+                results.append(result)
+                print(
+                    f"measured {server}, {alerts}-alert: {result.notifications} notifications "
+                    f"in {result.seconds:.1f} s",
+                    file=sys.stderr,
+                )
+    print(
+        f"loopback, {args.concurrency} connections, {os.cpu_count()} CPUs"
+        + (", load generator and server pinned apart" if args.pin else "")
     )
-    print(header)
-    for r in results:
-        ratio = r.per_second / bare[r.alerts_per_notification]
-        print(
-            f"{r.server:<11} {r.alerts_per_notification:>6} {r.per_second:>9.0f} "
-            f"{r.alerts_per_second:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} "
-            f"{ratio:>5.2f}x {r.peak_rss_mib:>12.1f}"
-        )
+    print(table(results))
+    bare = {r.alerts_per_notification: r.per_second for r in results if r.server == "bare"}
     headline = next(
         r for r in results if r.server == "remediator" and r.alerts_per_notification == 1
     )
     ratio = headline.per_second / bare[1]
-    print(f"durable-ack intake, 1-alert: {ratio:.2f}x bare (target >= {TARGET}x)")
+    print(f"durable-ack intake, 1-alert: {ratio:.2f}\u00d7 bare (target \u2265 {TARGET}\u00d7)")
+    problems = []
+    for r in results:
+        if r.missing_records:
+            problems.append(
+                f"{r.server} {r.alerts_per_notification}-alert: {r.missing_records} of "
+                f"{r.acknowledged_alerts} acknowledged alerts have no record in the state file"
+            )
+        if r.errors:
+            problems.append(f"{r.server} {r.alerts_per_notification}-alert: {r.errors} errors")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
     if args.json:
         payload: dict[str, Any] = {
             "concurrency": args.concurrency,
+            "cpus": os.cpu_count(),
+            "pinned": args.pin,
+            "target_ratio": TARGET,
+            "headline_ratio": ratio,
             "results": [
                 {
                     **asdict(r),
                     "per_second": r.per_second,
+                    "alerts_per_second": r.alerts_per_second,
                     "ratio_to_bare": r.per_second / bare[r.alerts_per_notification],
                 }
                 for r in results
             ],
         }
-        args.json.write_text(json.dumps(payload, indent=2))
-    return 1 if any(r.errors for r in results) else 0
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -172,8 +172,10 @@ def cmd_check(rules_dir: Path, out: TextIO) -> int:
 
 def _row(record: AuditRecord) -> str:
     detail = record.reason or record.error or ""
-    if record.outcome in ("executed", "dry_run") and record.before != record.after:
-        detail = f"{record.before} -> {record.after}"
+    if record.outcome in ("executed", "dry_run"):
+        notes = "; ".join(step.note for step in record.steps if step.note)
+        change = f"{record.before} -> {record.after}" if record.before != record.after else ""
+        detail = " ".join(part for part in (change, notes) if part)
     at = record.at.strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"{record.id:>6}  {at}  {record.outcome:<8}  {record.rule:<28}  "
