@@ -115,7 +115,9 @@ def _audit_parser(sub: Any) -> None:
         help="only this target, e.g. Deployment/shop/checkout",
     )
     listing.add_argument("--outcome", choices=OUTCOMES, help="only this outcome")
-    listing.add_argument("--limit", type=int, default=100, help="at most N records (default 100)")
+    listing.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N records (default 100)"
+    )
     listing.add_argument(
         "--json", action="store_true", help="one JSON object per line, every field of each record"
     )
@@ -268,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, NoCluster) as exc:
         print(f"remediator: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `remediator audit list | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -272,6 +272,15 @@ class KubeGateway:
             after = int(answer.get("spec", {}).get("replicas", desired))
             return ScaleChange(current, after, body, server_dry_run=dry_run)
 
+    async def read(self, target: Target) -> dict[str, Any]:
+        answer = await self._call(
+            f"GET {target.kind} {target.namespace}/{target.name}",
+            self._method("read", target),
+            target.name,
+            target.namespace,
+        )
+        return dict(answer)
+
     async def patch(self, target: Target, body: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
         patch = self._method("patch", target)
         answer = await self._call(

@@ -491,3 +491,19 @@ async def test_connection_errors_are_retried_then_reported_as_unavailable(
     assert gateway.attempts == 4
     assert len(sleeps.calls) == 3
     gateway.close()
+
+
+async def test_restart_records_generation_and_stamp_before_and_after(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube, clock: FakeClock
+) -> None:
+    before = kube.get("apps/v1", "Deployment", "payments", "payments-api")
+    assert before is not None
+    client = await start()
+    await post(client, "firing-db-pool")
+    (record,) = audit(client)
+    generation = before["metadata"]["generation"]
+    assert record["before"] == {"generation": generation, "restartedAt": None}
+    assert record["after"] == {
+        "generation": generation + 1,
+        "restartedAt": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

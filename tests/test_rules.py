@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from remediator.actions import REGISTRY
 from remediator.rules import LabelMatcher, RuleSetError, load_rules, parse_duration
 from tests.conftest import EXAMPLE_RULES
 
@@ -199,3 +200,11 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations_are_rejected(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_action_example_is_a_valid_rule(rules_dir: Path, name: str) -> None:
+    """The examples `remediator actions` prints load with the service's own loader."""
+    write(rules_dir, "example.yaml", "rules:\n" + textwrap.indent(REGISTRY[name].example, "  "))
+    (loaded,) = load_rules(rules_dir).all()
+    assert [step.type for step in loaded.rule.all_steps] == [name]

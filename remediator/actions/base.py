@@ -59,6 +59,10 @@ class Gateway(Protocol):
         resourceVersion; on 409 read again and recompute."""
         ...
 
+    async def read(self, target: Target) -> dict[str, Any]:
+        """The object as the server has it now."""
+        ...
+
     async def patch(self, target: Target, body: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
         """Strategic merge patch of the object; returns the object as the server answered."""
         ...

@@ -6,7 +6,7 @@ template and makes the controller roll every pod. We send the same strategic mer
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from remediator.actions.base import (
     Action,
@@ -18,6 +18,15 @@ from remediator.actions.base import (
 from remediator.targets import Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def _restart_state(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an auditor needs to see a restart happened: the generation and the stamp."""
+    template_meta = obj.get("spec", {}).get("template", {}).get("metadata") or {}
+    return {
+        "generation": obj.get("metadata", {}).get("generation"),
+        "restartedAt": (template_meta.get("annotations") or {}).get(RESTARTED_AT),
+    }
 
 
 class RolloutRestartParams(ActionParams):
@@ -54,14 +63,11 @@ class RolloutRestart(Action[RolloutRestartParams]):
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         if ctx.gateway is None:
             return StepResult(request=body, note="no cluster configured: nothing was sent")
-        answer = await ctx.gateway.patch(target, body, dry_run=ctx.dry_run)
-        metadata = answer.get("metadata", {})
+        before = _restart_state(await ctx.gateway.read(target))
+        after = _restart_state(await ctx.gateway.patch(target, body, dry_run=ctx.dry_run))
         return StepResult(
-            before={},
-            after={
-                "generation": metadata.get("generation"),
-                "restartedAt": stamp,
-            },
+            before=before,
+            after=after,
             request=body,
             note="server-side dry run (dryRun=All)" if ctx.dry_run else "",
         )
