@@ -431,12 +431,14 @@ def _message(item: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _key_path(loc: tuple[int | str, ...], steps_tags: frozenset[str]) -> str:
+def _key_path(loc: tuple[int | str, ...], tags: frozenset[str]) -> str:
+    """The key path inside the rule, without pydantic's discriminator tags: a step's location
+    ``action.scale.params`` is shown as ``action.params`` (``steps.1.scale.params`` likewise)."""
+    inside = loc[2:] if len(loc) >= 2 and loc[0] == "rules" else loc
     parts: list[str] = []
-    for part in loc[2:] if len(loc) >= 2 and loc[0] == "rules" else loc:
-        if isinstance(part, str) and part in steps_tags and parts and parts[-1] in ("action",):
-            continue
-        if isinstance(part, str) and part in steps_tags and parts and parts[-1].isdigit():
+    for part in inside:
+        after_step = bool(parts) and (parts[-1] == "action" or parts[-1].isdigit())
+        if isinstance(part, str) and part in tags and after_step:
             continue
         parts.append(str(part))
     return ".".join(parts)

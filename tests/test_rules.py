@@ -208,3 +208,22 @@ def test_every_action_example_is_a_valid_rule(rules_dir: Path, name: str) -> Non
     write(rules_dir, "example.yaml", "rules:\n" + textwrap.indent(REGISTRY[name].example, "  "))
     (loaded,) = load_rules(rules_dir).all()
     assert [step.type for step in loaded.rule.all_steps] == [name]
+
+
+def test_error_in_a_later_step_names_the_step(rules_dir: Path) -> None:
+    path = write(
+        rules_dir,
+        "a.yaml",
+        """\
+        rules:
+          - name: two-steps
+            match: {alertname: X}
+            target: {kind: Deployment, namespace: shop, name: api}
+            steps:
+              - type: rollout_restart
+              - type: scale
+        """,
+    )
+    assert errors_of(rules_dir) == [
+        f'{path}:7:9: rule "two-steps": steps.1.params: required key is missing'
+    ]
