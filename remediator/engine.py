@@ -11,9 +11,9 @@ Must not: know about HTTP or import ``kubernetes``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +83,15 @@ def record_of(
         decided_at=plan["decided_at"],
         **fields,
     )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What intake wrote for one decision: a pending decision, or a skipped audit record."""
+
+    plan: dict[str, Any]
+    decision_id: int | None = None
+    skipped: AuditRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -273,52 +282,40 @@ class Engine:
         if not decisions:
             return IntakeResult(len(notification.alerts), 0, 0, 0)
         self._metrics.queue_depth.labels("store").set(self._store.depth)
-        job = self._record_job(decisions, now)
-        outcomes = await self._store.write(job)
+        recorded = await self._store.write(functools.partial(self._record, decisions, now))
         accepted = 0
-        for decision_id, plan, record in outcomes:
-            if record is not None:
-                self._audit.publish(record)
-                self._metrics.decisions.labels(record.rule, record.action, "skipped").inc()
-                if record.guardrail:
-                    self._metrics.denials.labels(record.guardrail).inc()
-            elif decision_id is not None:
+        for item in recorded:
+            if item.skipped is not None:
+                self._audit.publish(item.skipped)
+                self._metrics.decisions.labels(
+                    item.skipped.rule, item.skipped.action, "skipped"
+                ).inc()
+                if item.skipped.guardrail:
+                    self._metrics.denials.labels(item.skipped.guardrail).inc()
+            elif item.decision_id is not None:
                 accepted += 1
-                self.executor.submit(decision_id, plan)
+                self.executor.submit(item.decision_id, item.plan)
         return IntakeResult(
             len(notification.alerts), len(decisions), accepted, len(decisions) - accepted
         )
 
-    def _record_job(
-        self, decisions: list[Decision], now: datetime
-    ) -> Callable[
-        [sqlite3.Connection], list[tuple[int | None, dict[str, Any], AuditRecord | None]]
-    ]:
-        policy = self._policy
-
-        def job(
-            conn: sqlite3.Connection,
-        ) -> list[tuple[int | None, dict[str, Any], AuditRecord | None]]:
-            out: list[tuple[int | None, dict[str, Any], AuditRecord | None]] = []
-            for decision in decisions:
-                plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run)
-                if decision.skip_reason is not None:
-                    record = record_of(plan, at=now, outcome="skipped", reason=decision.skip_reason)
-                    out.append((None, plan, self._audit.stage(conn, record)))
-                    continue
+    def _record(
+        self, decisions: list[Decision], now: datetime, conn: sqlite3.Connection
+    ) -> list[Recorded]:
+        """A store job: guardrails read their state and the outcome is written in the same
+        transaction, so concurrent notifications cannot both pass one limit."""
+        out: list[Recorded] = []
+        for decision in decisions:
+            plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run)
+            reason, guardrail = decision.skip_reason, None
+            if reason is None:
                 query = lookup(decision, now)
-                verdict = evaluate(decision, db.guardrail_state(conn, query), policy, now)
-                if not verdict.allowed:
-                    record = record_of(
-                        plan,
-                        at=now,
-                        outcome="skipped",
-                        reason=verdict.reason,
-                        guardrail=verdict.guardrail,
-                    )
-                    out.append((None, plan, self._audit.stage(conn, record)))
+                verdict = evaluate(decision, db.guardrail_state(conn, query), self._policy, now)
+                if verdict.allowed:
+                    decision_id = db.insert_decision(conn, now, query, plan)
+                    out.append(Recorded(plan, decision_id=decision_id))
                     continue
-                out.append((db.insert_decision(conn, now, query, plan), plan, None))
-            return out
-
-        return job
+                reason, guardrail = verdict.reason, verdict.guardrail
+            record = record_of(plan, at=now, outcome="skipped", reason=reason, guardrail=guardrail)
+            out.append(Recorded(plan, skipped=self._audit.stage(conn, record)))
+        return out
