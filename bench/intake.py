@@ -9,11 +9,13 @@ takes the durable path (matching, guardrails, a SQLite commit) before its 2xx. A
 remediator run the script checks the state file holds a record for every acknowledged alert.
 
 The load is bounded by a request count and a time limit per measurement, whichever comes
-first; the script stops by itself (about a minute with the defaults).
+first; the script stops by itself. Each server and payload is measured --rounds times,
+alternating bare and remediator, and the median run is reported (under a minute in all with
+the defaults on a 2-CPU machine).
 
     python bench/intake.py                       # 32 connections, 5000 / 500 requests, 20 s cap
-    python bench/intake.py --json results.json   # also write the numbers
-    python bench/intake.py --pin                 # load generator and servers on separate CPUs
+    python bench/intake.py --json results.json   # also write the numbers (every run)
+    python bench/intake.py --requests 30000 --rounds 5   # steadier numbers
 
 Reports notifications/s, alerts/s, p50/p99 latency, errors, the ratio to the bare handler for
 the same payload, the peak RSS (VmHWM) of each server process, and the CPU used by the server
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -200,12 +203,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """Move every existing thread of ``pid`` to ``cpus``; threads it starts later inherit."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
-
-
 def durable_records(state_file: Path) -> int:
     """Alerts (distinct fingerprints) with a decision or an audit row in the state file."""
     conn = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True)
@@ -329,7 +326,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
-def server_command(server: str, port: int, workdir: Path, alerts: int) -> list[str]:
+def server_command(server: str, port: int, workdir: Path, state_file: Path) -> list[str]:
     if server == "bare":
         return [sys.executable, "-c", BARE_SERVER, str(port)]
     rules = workdir / "rules"
@@ -347,7 +344,7 @@ def server_command(server: str, port: int, workdir: Path, alerts: int) -> list[s
         "--rules-dir",
         str(rules),
         "--state-file",
-        str(workdir / f"bench-{alerts}.db"),
+        str(state_file),
         "--allow-namespaces",
         "*",
         "--log-level",
@@ -359,18 +356,35 @@ def server_command(server: str, port: int, workdir: Path, alerts: int) -> list[s
     ]
 
 
-def measure(server: str, alerts: int, args: argparse.Namespace, workdir: Path) -> Result:
+@dataclass
+class Workload:
+    alerts: int  # per notification
+    warmup: list[bytes]
+    bodies: list[bytes]
+
+
+def workload(alerts: int, args: argparse.Namespace) -> Workload:
+    """The same bodies serve every measurement: each remediator run gets a new state file, so
+    within a run every alert is still a new episode."""
+    scale = 1 if alerts == 1 else 10
+    requests = max(1, args.requests // scale)
+    warmup = args.warmup // scale
+    bodies = [notification(i, alerts) for i in range(warmup + requests)]
+    return Workload(alerts, bodies[:warmup], bodies[warmup:])
+
+
+def measure(
+    server: str, work: Workload, args: argparse.Namespace, workdir: Path, run_id: str
+) -> Result:
     port = free_port()
-    requests = args.requests if alerts == 1 else max(1, args.requests // 10)
-    warmup_count = args.warmup if alerts == 1 else max(1, args.warmup // 10)
-    offset = 1_000_000 * alerts  # distinct episodes per payload size
-    bodies = [notification(offset + i, alerts) for i in range(warmup_count + requests)]
-    log_path = workdir / f"{server}-{alerts}.log"
+    alerts = work.alerts
+    log_path = workdir / f"{server}-{run_id}.log"
+    state_file = workdir / f"bench-{run_id}.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("REMEDIATOR_KUBECONFIG", None)  # no cluster: dry-run, whatever the caller's env
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            server_command(server, port, workdir, alerts),
+            server_command(server, port, workdir, state_file),
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -384,13 +398,11 @@ def measure(server: str, alerts: int, args: argparse.Namespace, workdir: Path) -
         if problem:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise SystemExit(f"{server}: {problem}; its output:\n{tail}")
-        if args.pin:
-            pin(process.pid, args.server_cpus)
         run = asyncio.run(
             load(
                 f"http://127.0.0.1:{port}/api/v1/alerts",
-                bodies[warmup_count:],
-                bodies[:warmup_count],
+                work.bodies,
+                work.warmup,
                 args.concurrency,
                 args.seconds,
                 process.pid,
@@ -406,9 +418,10 @@ def measure(server: str, alerts: int, args: argparse.Namespace, workdir: Path) -
             process.wait()
     if run.first_error:
         print(f"{server}, {alerts}-alert: first error: {run.first_error}", file=sys.stderr)
-    records = durable_records(workdir / f"bench-{alerts}.db") if server == "remediator" else None
-    if process.returncode not in (0, -15):
+    if process.returncode not in (0, -signal.SIGTERM):
         print(f"{server} exited with {process.returncode}; log: {log_path}", file=sys.stderr)
+    # After a clean stop, so decisions still being carried out have their audit rows.
+    records = durable_records(state_file) if server == "remediator" else None
     return Result(
         server=server,
         alerts_per_notification=alerts,
@@ -425,20 +438,30 @@ def measure(server: str, alerts: int, args: argparse.Namespace, workdir: Path) -
     )
 
 
-def table(results: list[Result]) -> str:
-    bare = {r.alerts_per_notification: r.per_second for r in results if r.server == "bare"}
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median throughput (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r.per_second)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def table(medians: dict[tuple[str, int], Result], runs: list[Result]) -> str:
+    """One row per server and payload: the median run, with the range of the throughput, and
+    the errors and peak RSS over all runs."""
     lines = [
-        f"{'server':<11} {'payload':>8} {'notif/s':>9} {'alerts/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'vs bare':>7} {'peak RSS MiB':>12} "
+        f"{'server':<11} {'payload':>8} {'notif/s':>8} {'(range)':>11} {'alerts/s':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'vs bare':>7} {'RSS MiB':>7} "
         f"{'srv CPU%':>8} {'gen CPU%':>8}"
     ]
-    for r in results:
-        ratio = r.per_second / bare[r.alerts_per_notification]
-        payload = f"{r.alerts_per_notification}-alert"
+    for key, r in medians.items():
+        same = [x for x in runs if (x.server, x.alerts_per_notification) == key]
+        spread = f"{min(x.per_second for x in same):.0f}-{max(x.per_second for x in same):.0f}"
+        ratio = r.per_second / medians["bare", r.alerts_per_notification].per_second
         lines.append(
-            f"{r.server:<11} {payload:>8} {r.per_second:>9.0f} {r.alerts_per_second:>9.0f} "
-            f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>6.2f}\u00d7 "
-            f"{r.peak_rss_mib:>12.1f} {r.server_cpu_percent:>8.0f} {r.client_cpu_percent:>8.0f}"
+            f"{r.server:<11} {f'{r.alerts_per_notification}-alert':>8} {r.per_second:>8.0f} "
+            f"{spread:>11} {r.alerts_per_second:>9.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+            f"{sum(x.errors for x in same):>6} {ratio:>6.2f}\u00d7 "
+            f"{max(x.peak_rss_mib for x in same):>7.1f} {r.server_cpu_percent:>8.0f} "
+            f"{r.client_cpu_percent:>8.0f}"
         )
     return "\n".join(lines)
 
@@ -473,75 +496,84 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, default=32, help="concurrent connections (default 32)"
     )
     parser.add_argument(
-        "--pin",
-        action="store_true",
-        help="run the load generator on CPU 0 and the server on the other CPUs",
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure each server and payload this many times, alternating, and report the "
+        "median run (default 3; loopback numbers on a shared machine vary by 20%%)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--requests, --concurrency and --seconds must be positive")
-    if args.pin:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
-            parser.error("--pin needs at least 2 CPUs")
-        args.client_cpus = {cpus[0]}
-        args.server_cpus = set(cpus[1:])
+    if min(args.requests, args.concurrency, args.rounds) < 1 or args.seconds <= 0:
+        parser.error("--requests, --concurrency, --rounds and --seconds must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.pin:
-        os.sched_setaffinity(0, args.client_cpus)
-    results: list[Result] = []
+    started = time.monotonic()
+    runs: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
         for alerts in PAYLOAD_SIZES:
-            for server in ("bare", "remediator"):
-                result = measure(server, alerts, args, Path(tmp))
-                results.append(result)
-                print(
-                    f"measured {server}, {alerts}-alert: {result.notifications} notifications "
-                    f"in {result.seconds:.1f} s",
-                    file=sys.stderr,
-                )
+            work = workload(alerts, args)
+            for round_number in range(1, args.rounds + 1):
+                for server in ("bare", "remediator"):
+                    run_id = f"{alerts}-{round_number}"
+                    result = measure(server, work, args, Path(tmp), run_id)
+                    runs.append(result)
+                    print(
+                        f"round {round_number}: {server:<10} {alerts:>2}-alert: "
+                        f"{result.notifications} notifications in {result.seconds:.2f} s, "
+                        f"{result.per_second:.0f}/s",
+                        file=sys.stderr,
+                    )
+    medians = {
+        (server, alerts): median_run(
+            [r for r in runs if (r.server, r.alerts_per_notification) == (server, alerts)]
+        )
+        for alerts in PAYLOAD_SIZES
+        for server in ("bare", "remediator")
+    }
     print(
-        f"loopback, {args.concurrency} connections, {os.cpu_count()} CPUs"
-        + (", load generator and server pinned apart" if args.pin else "")
+        f"loopback, {args.concurrency} connections, {os.cpu_count()} CPUs, median of "
+        f"{args.rounds} run(s) each, {time.monotonic() - started:.0f} s in all"
     )
-    print(table(results))
-    bare = {r.alerts_per_notification: r.per_second for r in results if r.server == "bare"}
-    headline = next(
-        r for r in results if r.server == "remediator" and r.alerts_per_notification == 1
-    )
-    ratio = headline.per_second / bare[1]
+    print(table(medians, runs))
+    ratio = medians["remediator", 1].per_second / medians["bare", 1].per_second
     print(f"durable-ack intake, 1-alert: {ratio:.2f}\u00d7 bare (target \u2265 {TARGET}\u00d7)")
     problems = []
-    for r in results:
+    for r in runs:
+        where = f"{r.server} {r.alerts_per_notification}-alert"
         if r.missing_records:
             problems.append(
-                f"{r.server} {r.alerts_per_notification}-alert: {r.missing_records} of "
-                f"{r.acknowledged_alerts} acknowledged alerts have no record in the state file"
+                f"{where}: {r.missing_records} of {r.acknowledged_alerts} acknowledged alerts "
+                "have no record in the state file"
             )
         if r.errors:
-            problems.append(f"{r.server} {r.alerts_per_notification}-alert: {r.errors} errors")
+            problems.append(f"{where}: {r.errors} failed requests")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     if args.json:
         payload: dict[str, Any] = {
             "concurrency": args.concurrency,
             "cpus": os.cpu_count(),
-            "pinned": args.pin,
+            "rounds": args.rounds,
             "target_ratio": TARGET,
             "headline_ratio": ratio,
-            "results": [
+            "medians": [
                 {
                     **asdict(r),
                     "per_second": r.per_second,
                     "alerts_per_second": r.alerts_per_second,
-                    "ratio_to_bare": r.per_second / bare[r.alerts_per_notification],
+                    "ratio_to_bare": r.per_second / medians["bare", alerts].per_second,
                 }
-                for r in results
+                for (_, alerts), r in medians.items()
+            ],
+            "runs": [
+                {**asdict(r), "per_second": r.per_second, "alerts_per_second": r.alerts_per_second}
+                for r in runs
             ],
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
