@@ -103,8 +103,16 @@ class Handlers:
         self._ready = ready
 
     async def alerts(self, request: web.Request) -> web.Response:
-        if not self._auth.check(request.headers.get("Authorization")):
+        header = request.headers.get("Authorization")
+        if not self._auth.check(header):
             self._metrics.notifications.labels("unauthorized").inc()
+            # Never the header itself: it may hold a near-miss of the real secret.
+            log.warning(
+                "webhook refused: missing or invalid credentials",
+                remote=request.remote,
+                authorization="missing" if header is None else "invalid",
+                user_agent=request.headers.get("User-Agent", ""),
+            )
             return _error(
                 401,
                 "missing or invalid credentials",

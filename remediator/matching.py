@@ -9,7 +9,7 @@ never an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -92,6 +92,26 @@ def _plan(loaded: LoadedRule, alert: Alert) -> tuple[PlannedStep, ...]:
     return tuple(planned)
 
 
+def _assess(
+    loaded: LoadedRule, alert: Alert
+) -> tuple[float | None, tuple[PlannedStep, ...], str | None]:
+    """(value read, planned steps, skip reason): steps when the rule should act, else a reason."""
+    threshold = loaded.rule.threshold
+    value: float | None = None
+    if threshold is not None:
+        try:
+            value = read_value(threshold, alert)
+        except ValueParseError as exc:
+            return None, (), f"value unreadable: {exc}"
+        if not compare(value, threshold.op, threshold.value):
+            reason = f"threshold not met: {value:g} {threshold.op} {threshold.value:g} is false"
+            return value, (), reason
+    try:
+        return value, _plan(loaded, alert), None
+    except RenderError as exc:
+        return value, (), f"target invalid: {exc}"
+
+
 def decide_alert(
     loaded: LoadedRule, alert: Alert, notification: Notification, now: datetime
 ) -> Decision | None:
@@ -99,33 +119,17 @@ def decide_alert(
     rule = loaded.rule
     if alert.status not in rule.on_status or not rule.match.matches(alert.labels):
         return None
-    base = Decision(
+    value, steps, skip_reason = _assess(loaded, alert)
+    return Decision(
         rule=loaded,
         alert=alert,
         receiver=notification.receiver,
         group_key=notification.group_key,
         decided_at=now,
+        steps=steps,
+        value=value,
+        skip_reason=skip_reason,
     )
-    value: float | None = None
-    if rule.threshold is not None:
-        try:
-            value = read_value(rule.threshold, alert)
-        except ValueParseError as exc:
-            return replace(base, skip_reason=f"value unreadable: {exc}")
-        if not compare(value, rule.threshold.op, rule.threshold.value):
-            return replace(
-                base,
-                value=value,
-                skip_reason=(
-                    f"threshold not met: {value:g} {rule.threshold.op} "
-                    f"{rule.threshold.value:g} is false"
-                ),
-            )
-    try:
-        steps = _plan(loaded, alert)
-    except RenderError as exc:
-        return replace(base, value=value, skip_reason=f"target invalid: {exc}")
-    return replace(base, value=value, steps=steps)
 
 
 def decide(notification: Notification, rules: RuleSet, now: datetime) -> list[Decision]:

@@ -97,13 +97,20 @@ async def test_no_credentials_is_401(client_for: MakeClient) -> None:
     assert decision_count(client) == 0
 
 
-async def test_wrong_bearer_is_401(client_for: MakeClient) -> None:
+async def test_wrong_bearer_is_401_and_logged_without_the_secret(client_for: MakeClient) -> None:
     client = await client_for()
-    response = await client.post(
-        "/api/v1/alerts", data=body("firing-db-pool"), headers={"Authorization": f"Bearer {TOKEN}x"}
-    )
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post(
+            "/api/v1/alerts",
+            data=body("firing-db-pool"),
+            headers={"Authorization": f"Bearer {TOKEN}x"},
+        )
     assert response.status == 401
     assert TOKEN not in await response.text()
+    (refusal,) = [e for e in logs if e["event"].startswith("webhook refused")]
+    assert refusal["authorization"] == "invalid"
+    assert refusal["log_level"] == "warning"
+    assert TOKEN not in str(refusal)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
