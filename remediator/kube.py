@@ -166,7 +166,6 @@ class KubeGateway:
     ) -> None:
         self._api = api_client
         self._apps = k8s.AppsV1Api(api_client)
-        self._version = k8s.VersionApi(api_client)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.attempts = 0  # every HTTP attempt made: a counter for metrics and tests
@@ -199,7 +198,10 @@ class KubeGateway:
             self.attempts += 1
             try:
                 response = fn(*args, **kwargs)
-                data = response.data
+                try:
+                    data = response.data
+                finally:
+                    response.release_conn()  # back to the pool: the body was not preloaded
             except Exception as exc:
                 raise translate(exc, what) from exc
             return json.loads(data) if data else {}
@@ -227,10 +229,6 @@ class KubeGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ operations
-
-    async def version(self) -> str:
-        answer = await self._call("GET /version", self._version.get_code)
-        return str(answer.get("gitVersion", "unknown"))
 
     async def update_scale(
         self, target: Target, compute: Callable[[int], int], *, dry_run: bool
