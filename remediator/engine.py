@@ -136,6 +136,8 @@ class Executor:
     async def stop(self, grace: float = 10.0) -> None:
         """Finish what is running (up to ``grace`` seconds); what is left stays pending in the
         store and is carried out after the next start."""
+        while not self._queue.empty():  # not started yet: still pending in the store
+            self._queue.get_nowait()
         for _ in self._workers:
             self._queue.put_nowait(None)
         if self._workers:

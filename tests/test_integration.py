@@ -507,3 +507,20 @@ async def test_restart_records_generation_and_stamp_before_and_after(
         "generation": generation + 1,
         "restartedAt": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+async def test_shutdown_finishes_the_running_action_and_leaves_queued_ones_pending(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube
+) -> None:
+    kube.inject(method="GET", path=r"/deployments/checkout/scale$", status=0, delay=0.5)
+    first = await start(max_concurrent_actions=1)
+    for name in ("firing-checkout-grouped", "firing-db-pool"):
+        response = await first.post("/api/v1/alerts", data=body(name), headers=AUTH)
+        assert response.status == 200
+    await first.close()  # graceful stop while the scale is in flight and the restart queued
+    assert replicas(kube, "shop", "checkout") == 5  # the running one was finished
+    assert [r for r in kube.requests if r.method == "PATCH"] == []  # the queued one was not
+    second = await start()
+    await service(second).executor.drained()
+    assert len([r for r in kube.requests if r.method == "PATCH"]) == 1
+    assert sorted(r["outcome"] for r in audit(second)) == ["executed", "executed"]
