@@ -19,7 +19,7 @@ from remediator.audit import OUTCOMES, AuditQuery, AuditRecord, query
 from remediator.errors import NoCluster
 from remediator.rules import RuleSetError, load_rules, parse_duration
 from remediator.settings import SETTINGS, ConfigError, settings_from
-from remediator.store import Store
+from remediator.store import Store, StoreError
 
 DESCRIPTION = """\
 remediator turns Prometheus Alertmanager alerts into safe, audited Kubernetes remediation.
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleSetError as exc:
         print(f"remediator: refusing to start: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, NoCluster) as exc:
+    except (ConfigError, NoCluster, StoreError) as exc:
         print(f"remediator: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `remediator audit list | head`: the reader left, not an error

@@ -120,8 +120,11 @@ class Store:
     # ---------------------------------------------------------------- lifecycle
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the state file {self.path}: {exc}") from exc
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":

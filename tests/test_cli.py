@@ -189,3 +189,20 @@ def test_serve_refuses_a_kubeconfig_that_does_not_exist(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"kubeconfig {tmp_path / 'nope'} does not exist" in result.stderr
+
+
+def test_serve_names_a_state_file_it_cannot_create(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = run_cli(
+        "serve",
+        "--insecure-no-auth",
+        "--rules-dir",
+        str(EXAMPLE_RULES),
+        "--state-file",
+        str(blocker / "state.db"),
+        "--listen",
+        "127.0.0.1:0",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"remediator: cannot open the state file {blocker}/state.db")
