@@ -45,6 +45,13 @@ class Service:
 SERVICE = web.AppKey("service", Service)
 
 
+class FromSettings:
+    """Marker: build the Kubernetes gateway from the settings."""
+
+
+FROM_SETTINGS = FromSettings()
+
+
 def _gateway(settings: Settings) -> KubeGateway | None:
     api_client = load_api_client(settings.kubeconfig, settings.kube_context)
     return KubeGateway(api_client) if api_client is not None else None
@@ -55,14 +62,15 @@ def create_app(
     *,
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
-    gateway: Gateway | bool | None = True,
+    gateway: Gateway | FromSettings | None = FROM_SETTINGS,
     rules: RuleSet | None = None,
     execute: bool = True,
 ) -> web.Application:
     """Build the service. Raises ``RuleSetError`` (invalid rules), ``ConfigError`` (settings)
     or ``NoCluster`` (a named kubeconfig that does not work): the service refuses to start.
 
-    ``gateway=True`` builds the real one from settings (None when no cluster is configured);
+    By default the gateway is built from settings (none when no cluster is configured); tests
+    pass the fake API server's, or None for no cluster.
     ``execute=False`` records decisions without carrying them out, which is what a process
     that crashes right after its 2xx leaves behind (restart tests use it).
     """
@@ -70,7 +78,7 @@ def create_app(
     clock = clock or SystemClock()
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     ruleset = rules if rules is not None else load_rules(settings.rules_dir)
-    kube: Gateway | None = _gateway(settings) if gateway is True else gateway or None
+    kube = _gateway(settings) if isinstance(gateway, FromSettings) else gateway
     dry_run = settings.dry_run or kube is None
     store = db.Store(settings.state_file, max_queue=settings.max_queue)
     audit = AuditLog()
@@ -150,7 +158,7 @@ def create_app(
             if execute:
                 await executor.stop()
             await store.close()
-            if isinstance(kube, KubeGateway) and gateway is True:
+            if isinstance(kube, KubeGateway) and isinstance(gateway, FromSettings):
                 kube.close()
 
     app.cleanup_ctx.append(lifecycle)
