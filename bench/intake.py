@@ -326,7 +326,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
-def server_command(server: str, port: int, workdir: Path, state_file: Path) -> list[str]:
+def server_command(
+    server: str, port: int, workdir: Path, state_file: Path, log_level: str
+) -> list[str]:
     if server == "bare":
         return [sys.executable, "-c", BARE_SERVER, str(port)]
     rules = workdir / "rules"
@@ -348,7 +350,7 @@ def server_command(server: str, port: int, workdir: Path, state_file: Path) -> l
         "--allow-namespaces",
         "*",
         "--log-level",
-        "warning",
+        log_level,
         "--log-format",
         "json",
         "--max-queue",
@@ -384,7 +386,7 @@ def measure(
     env.pop("REMEDIATOR_KUBECONFIG", None)  # no cluster: dry-run, whatever the caller's env
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            server_command(server, port, workdir, state_file),
+            server_command(server, port, workdir, state_file, args.log_level),
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -502,6 +504,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="measure each server and payload this many times, alternating, and report the "
         "median run (default 3; loopback numbers on a shared machine vary by 20%%)",
     )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("info", "warning"),
+        help="remediator's log level: info (the default, as deployed) writes one JSON audit "
+        "line per decision to the server's log file; warning leaves the audit to SQLite only",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     args = parser.parse_args(argv)
     if min(args.requests, args.concurrency, args.rounds) < 1 or args.seconds <= 0:
@@ -538,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"loopback, {args.concurrency} connections, {os.cpu_count()} CPUs, median of "
-        f"{args.rounds} run(s) each, {time.monotonic() - started:.0f} s in all"
+        f"{args.rounds} run(s) each, remediator --log-level {args.log_level}, "
+        f"{time.monotonic() - started:.0f} s in all"
     )
     print(table(medians, runs))
     ratio = medians["remediator", 1].per_second / medians["bare", 1].per_second
