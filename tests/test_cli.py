@@ -22,6 +22,7 @@ from remediator.settings import Settings
 from tests.conftest import AUTH, EXAMPLE_RULES, body
 
 Client = TestClient[Any, Any]
+CLEAN_ENV = {"PATH": "/usr/bin:/bin"}  # no REMEDIATOR_* from the caller's environment
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -74,26 +75,13 @@ def test_serve_refuses_invalid_rules(rules_dir: Path, tmp_path: Path) -> None:
     assert 'rule "a": bogus: unknown key' in result.stderr
 
 
-def test_serve_refuses_to_run_without_credentials(tmp_path: Path) -> None:
-    result = run_cli(
-        "serve",
-        "--rules-dir",
-        str(EXAMPLE_RULES),
-        "--state-file",
-        str(tmp_path / "s.db"),
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 2
-    assert "no webhook credentials configured" in result.stderr
-
-
 def test_serve_names_a_bad_setting(tmp_path: Path) -> None:
     result = run_cli(
         "serve",
         "--listen",
         "nowhere",
         "--insecure-no-auth",
-        env={"PATH": "/usr/bin:/bin", "REMEDIATOR_ACTIONS_PER_MINUTE": "0"},
+        env={**CLEAN_ENV, "REMEDIATOR_ACTIONS_PER_MINUTE": "0"},
     )
     assert result.returncode == 2
     assert "--listen / REMEDIATOR_LISTEN: 'nowhere' is not HOST:PORT" in result.stderr
@@ -176,33 +164,28 @@ def test_audit_list_rejects_a_bad_time(tmp_path: Path, when: str) -> None:
     assert "is neither a duration (30m, 2h) nor an ISO 8601 time" in result.stderr
 
 
-def test_serve_refuses_a_kubeconfig_that_does_not_exist(tmp_path: Path) -> None:
-    result = run_cli(
-        "serve",
-        "--insecure-no-auth",
-        "--rules-dir",
-        str(EXAMPLE_RULES),
-        "--state-file",
-        str(tmp_path / "s.db"),
-        "--kubeconfig",
-        str(tmp_path / "nope"),
-    )
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "remediator: no webhook credentials configured"),
+        (
+            ["--insecure-no-auth", "--kubeconfig", "{tmp}/nope"],
+            "remediator: kubeconfig {tmp}/nope does not exist",
+        ),
+        (
+            ["--insecure-no-auth", "--state-file", "{tmp}/file/state.db"],
+            "remediator: cannot open the state file {tmp}/file/state.db",
+        ),
+    ],
+    ids=["no-credentials", "missing-kubeconfig", "state-file-not-creatable"],
+)
+def test_serve_refuses_to_start_with_a_one_line_reason(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "file").write_text("")  # a file where a directory would be needed
+    defaults = ["--rules-dir", str(EXAMPLE_RULES), "--state-file", str(tmp_path / "s.db")]
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = run_cli("serve", "--listen", "127.0.0.1:0", *defaults, *argv, env=CLEAN_ENV)
     assert result.returncode == 2
-    assert f"kubeconfig {tmp_path / 'nope'} does not exist" in result.stderr
-
-
-def test_serve_names_a_state_file_it_cannot_create(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    result = run_cli(
-        "serve",
-        "--insecure-no-auth",
-        "--rules-dir",
-        str(EXAMPLE_RULES),
-        "--state-file",
-        str(blocker / "state.db"),
-        "--listen",
-        "127.0.0.1:0",
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"remediator: cannot open the state file {blocker}/state.db")
+    assert result.stderr.startswith(message.format(tmp=tmp_path))
+    assert len(result.stderr.splitlines()) == 1
