@@ -1,4 +1,9 @@
-"""Label and field selectors, as the API server parses them."""
+"""Label and field selectors: parsing the query-string forms the API server accepts.
+
+Label selectors support equality (`=`, `==`, `!=`), set-based (`in`, `notin`) and existence
+(`key`, `!key`) terms; field selectors support `=`, `==` and `!=` on any dotted path of the
+object (a real server allows only a few fields per kind).
+"""
 
 from __future__ import annotations
 
@@ -84,3 +89,21 @@ def _field_requirement(term: str) -> Predicate:
 def field_selector(text: str | None) -> Predicate:
     checks = [_field_requirement(term) for term in _split(text or "")]
     return lambda obj: all(check(obj) for check in checks)
+
+
+def selector_string(selector: dict[str, Any] | None) -> str:
+    """A ``LabelSelector`` object in query-string form (as ``Scale.status.selector`` holds it)."""
+    selector = selector or {}
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key", ""), expression.get("operator", "")
+        values = ",".join(sorted(expression.get("values") or []))
+        if operator == "In":
+            terms.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            terms.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            terms.append(key)
+        elif operator == "DoesNotExist":
+            terms.append(f"!{key}")
+    return ",".join(terms)
