@@ -3,6 +3,10 @@
 Owns: :class:`AuditRecord` (what an auditor sees), storing it in the state file inside the
 caller's transaction, emitting it as one structured log line after the commit, and querying.
 Must not: decide anything: the engine hands it finished records.
+
+A record is rendered to JSON once, when it is stored; the log line is that same text with the
+id added, so the state file and the log always agree, field for field. Fields that are None
+are left out of both (reading a record back restores them as None).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediator.store import timestamp
+from remediator.clock import utc_text
+from remediator.logs import MERGE_JSON
 
 Outcome = Literal["executed", "dry_run", "skipped", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("executed", "dry_run", "skipped", "failed")
@@ -70,35 +75,53 @@ class AuditRecord(BaseModel):
     decided_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record inserted in the open transaction, and the JSON stored for it."""
+
+    record: AuditRecord
+    json: str  # as stored: without the id, None fields left out
+
+    @property
+    def line(self) -> str:
+        """The JSON of the log line: the stored text with the id in front."""
+        return f'{{"id":{self.record.id},{self.json[1:]}' if self.json != "{}" else self.json
+
+
 class AuditLog:
     """The single sink: ``stage`` inside a store transaction, ``publish`` after it commits."""
 
     def __init__(self) -> None:
-        self._log = structlog.get_logger("remediator.audit")
+        # Bound now, not a lazy proxy: one line per record is the hottest logging there is
+        # (structlog's advice for loggers used in a loop). Build the sink after logging is
+        # configured, as the app factory does.
+        self._log = structlog.get_logger("remediator.audit").bind()
 
-    def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> AuditRecord:
+    def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> StoredRecord:
         """Insert the record in the caller's transaction; returns it with its id."""
+        text = record.model_dump_json(exclude={"id"}, exclude_none=True)
         cursor = conn.execute(
             "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                timestamp(record.at),
+                utc_text(record.at),
                 record.rule,
                 record.target,
                 record.outcome,
                 record.fingerprint,
                 record.decision_id,
-                record.model_dump_json(exclude={"id"}),
+                text,
             ),
         )
         # The record is frozen and was built a moment ago by the engine: set the id in place
         # rather than copying every field (this is the hot path of every notification).
         object.__setattr__(record, "id", cursor.lastrowid)
-        return record
+        return StoredRecord(record, text)
 
-    def publish(self, record: AuditRecord) -> None:
-        if self._log.is_enabled_for(logging.INFO):  # skip the serialisation when filtered out
-            self._log.info("audit", **record.model_dump(mode="json", exclude_none=True))
+    def publish(self, stored: StoredRecord) -> None:
+        """One log line, ``"event": "audit"``, whose other fields are the record's."""
+        if self._log.is_enabled_for(logging.INFO):  # skip building the line when filtered out
+            self._log.info("audit", **{MERGE_JSON: stored.line})
 
 
 @dataclass(frozen=True)
@@ -117,10 +140,10 @@ def query(conn: sqlite3.Connection, q: AuditQuery) -> list[AuditRecord]:
     args: list[Any] = []
     if q.since is not None:
         where.append("at >= ?")
-        args.append(timestamp(q.since))
+        args.append(utc_text(q.since))
     if q.until is not None:
         where.append("at < ?")
-        args.append(timestamp(q.until))
+        args.append(utc_text(q.until))
     for column, value in (("rule", q.rule), ("target", q.target), ("outcome", q.outcome)):
         if value is not None:
             where.append(f"{column} = ?")

@@ -16,6 +16,14 @@ class Clock(Protocol):
         ...
 
 
+def utc_text(when: datetime) -> str:
+    """Fixed-width UTC ISO 8601 to the microsecond, ``2026-11-22T21:14:16.220000Z``: the one
+    text form of a time in the state file and the logs (text order is time order)."""
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -23,8 +23,8 @@ import structlog
 from remediator import store as db
 from remediator.actions import REGISTRY, StepContext
 from remediator.actions.base import Gateway
-from remediator.audit import AuditLog, AuditRecord, Outcome, StepRecord
-from remediator.clock import Clock
+from remediator.audit import AuditLog, AuditRecord, Outcome, StepRecord, StoredRecord
+from remediator.clock import Clock, utc_text
 from remediator.errors import GatewayError
 from remediator.guardrails import GuardrailPolicy, evaluate, lookup
 from remediator.matching import Decision, decide
@@ -36,9 +36,11 @@ from remediator.targets import Target
 log = structlog.get_logger("remediator.engine")
 
 
-def plan_of(decision: Decision, dry_run: bool) -> dict[str, Any]:
+def plan_of(decision: Decision, dry_run: bool, decided_at: str) -> dict[str, Any]:
     """Everything needed to carry out and audit a decision, as JSON: stored with a pending
-    decision so execution after a restart needs neither the payload nor the rule set."""
+    decision so execution after a restart needs neither the payload nor the rule set.
+    ``decided_at`` is ``decision.decided_at`` as :func:`~remediator.clock.utc_text` writes
+    it (the caller formats it once for all the decisions of a notification)."""
     loaded = decision.rule
     alert = decision.alert
     return {
@@ -56,7 +58,7 @@ def plan_of(decision: Decision, dry_run: bool) -> dict[str, Any]:
         "group_key": decision.group_key,
         "receiver": decision.receiver,
         "value": decision.value,
-        "decided_at": db.timestamp(decision.decided_at),
+        "decided_at": decided_at,
     }
 
 
@@ -91,7 +93,7 @@ class Recorded:
 
     plan: dict[str, Any]
     decision_id: int | None = None
-    skipped: AuditRecord | None = None
+    skipped: StoredRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class Executor:
             return  # not running: the decision stays pending in the store for the next start
         self._idle.clear()
         self._queue.put_nowait((decision_id, plan))
-        self._metrics.queue_depth.labels("actions").set(self._queue.qsize())
+        self._metrics.queue_depth("actions").set(self._queue.qsize())
 
     async def drained(self) -> None:
         """Wait until every submitted decision has been carried out (tests, shutdown)."""
@@ -194,7 +196,7 @@ class Executor:
             finally:
                 self._busy -= 1
                 self._metrics.inflight.dec()
-                self._metrics.queue_depth.labels("actions").set(self._queue.qsize())
+                self._metrics.queue_depth("actions").set(self._queue.qsize())
                 if self._busy == 0 and self._queue.empty():
                     self._idle.set()
 
@@ -227,7 +229,7 @@ class Executor:
             )
         duration = time.monotonic() - started
         outcome: Outcome = "failed" if error else ("dry_run" if plan["dry_run"] else "executed")
-        self._metrics.action_duration.labels(plan["action"]).observe(duration)
+        self._metrics.action_duration(plan["action"]).observe(duration)
         record = record_of(
             plan,
             at=self._clock.now(),
@@ -242,13 +244,13 @@ class Executor:
         await self._finish(decision_id, record)
 
     async def _finish(self, decision_id: int, record: AuditRecord) -> None:
-        def job(conn: sqlite3.Connection) -> AuditRecord:
+        def job(conn: sqlite3.Connection) -> StoredRecord:
             db.set_decision_state(conn, decision_id, "done")
             return self._audit.stage(conn, record)
 
         stored = await self._store.write(job)
         self._audit.publish(stored)
-        self._metrics.decisions.labels(stored.rule, stored.action, stored.outcome).inc()
+        self._metrics.decisions(record.rule, record.action, record.outcome).inc()
 
 
 class Engine:
@@ -274,26 +276,24 @@ class Engine:
         self._clock = clock
         self._metrics = metrics
         self.dry_run = dry_run
-        self._received = {s: metrics.alerts_received.labels(s) for s in ("firing", "resolved")}
 
     async def intake(self, notification: Notification) -> IntakeResult:
         for alert in notification.alerts:
-            self._received[alert.status].inc()
+            self._metrics.alerts_received(alert.status).inc()
         now = self._clock.now()
         decisions = decide(notification, self.rules, now)
         if not decisions:
             return IntakeResult(len(notification.alerts), 0, 0, 0)
-        self._metrics.queue_depth.labels("store").set(self._store.depth)
+        self._metrics.queue_depth("store").set(self._store.depth)
         recorded = await self._store.write(functools.partial(self._record, decisions, now))
         accepted = 0
         for item in recorded:
             if item.skipped is not None:
                 self._audit.publish(item.skipped)
-                self._metrics.decisions.labels(
-                    item.skipped.rule, item.skipped.action, "skipped"
-                ).inc()
-                if item.skipped.guardrail:
-                    self._metrics.denials.labels(item.skipped.guardrail).inc()
+                record = item.skipped.record
+                self._metrics.decisions(record.rule, record.action, "skipped").inc()
+                if record.guardrail:
+                    self._metrics.denials(record.guardrail).inc()
             elif item.decision_id is not None:
                 accepted += 1
                 self.executor.submit(item.decision_id, item.plan)
@@ -307,14 +307,15 @@ class Engine:
         """A store job: guardrails read their state and the outcome is written in the same
         transaction, so concurrent notifications cannot both pass one limit."""
         out: list[Recorded] = []
+        decided_at = utc_text(now)
         for decision in decisions:
-            plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run)
+            plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run, decided_at)
             reason, guardrail = decision.skip_reason, None
             if reason is None:
                 query = lookup(decision, now)
                 verdict = evaluate(decision, db.guardrail_state(conn, query), self._policy, now)
                 if verdict.allowed:
-                    decision_id = db.insert_decision(conn, now, query, plan)
+                    decision_id = db.insert_decision(conn, query, plan)
                     out.append(Recorded(plan, decision_id=decision_id))
                     continue
                 reason, guardrail = verdict.reason, verdict.guardrail

@@ -10,7 +10,8 @@ verdict, so two concurrent notifications cannot both pass the same limit.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from remediator.matching import Decision
@@ -22,23 +23,30 @@ GLOBAL_WINDOW = timedelta(minutes=1)
 class GuardrailPolicy:
     """Service-wide limits (from settings). Per-rule limits live on the rule."""
 
-    namespace_allowlist: tuple[str, ...] = ()
+    namespace_allowlist: tuple[str, ...] = ()  # shell globs, case-sensitive: "shop", "team-*"
     actions_per_minute: int = 10
+    _allowed: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One regex for all the globs, compiled once (this is checked for every decision).
+        either = "|".join(fnmatch.translate(p) for p in self.namespace_allowlist)
+        object.__setattr__(self, "_allowed", re.compile(either) if either else None)
 
     def namespace_allowed(self, namespace: str) -> bool:
-        return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in self.namespace_allowlist)
+        return self._allowed is not None and self._allowed.match(namespace) is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lookup:
-    """What the store must count for one decision."""
+    """What the store must count for one decision. Times are Unix seconds, as stored."""
 
     episode: tuple[str, str, str, str]
     rule: str
     target: str
-    cooldown_since: datetime
-    target_since: datetime | None
-    global_since: datetime
+    at: float  # now
+    cooldown_since: float
+    target_since: float | None
+    global_since: float
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,15 @@ def lookup(decision: Decision, now: datetime) -> Lookup:
     rule = decision.rule.rule
     target = decision.target
     assert target is not None, "only decisions with steps reach the guardrails"
+    at = now.timestamp()
     return Lookup(
         episode=decision.episode,
         rule=rule.name,
         target=str(target),
-        cooldown_since=now - rule.cooldown,
-        target_since=now - rule.max_actions.window if rule.max_actions else None,
-        global_since=now - GLOBAL_WINDOW,
+        at=at,
+        cooldown_since=at - rule.cooldown.total_seconds(),
+        target_since=at - rule.max_actions.window.total_seconds() if rule.max_actions else None,
+        global_since=at - GLOBAL_WINDOW.total_seconds(),
     )
 
 

@@ -26,10 +26,12 @@ class PlannedStep:
     params: ActionParams
     target: Target
 
+    params_json: dict[str, Any]  # the rule's, prepared at load: never mutate
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
-            "params": self.params.model_dump(mode="json"),
+            "params": dict(self.params_json),
             "target": self.target.as_dict(),
         }
 
@@ -63,11 +65,7 @@ class Decision:
 
     @property
     def action(self) -> str:
-        return "+".join(s.action for s in self.steps) if self.steps else _step_types(self.rule)
-
-
-def _step_types(rule: LoadedRule) -> str:
-    return "+".join(step.type for step in rule.rule.all_steps)
+        return self.rule.action
 
 
 def read_value(threshold: Threshold, alert: Alert) -> float:
@@ -82,14 +80,15 @@ def read_value(threshold: Threshold, alert: Alert) -> float:
 
 
 def _plan(loaded: LoadedRule, alert: Alert) -> tuple[PlannedStep, ...]:
-    rule = loaded.rule
-    planned = []
-    for step in rule.all_steps:
-        template = step.target or rule.target
-        assert template is not None  # the schema guarantees a target per step
-        target = render_target(template.kind, template.namespace, template.name, alert.labels)
-        planned.append(PlannedStep(step.type, step.params, target))
-    return tuple(planned)
+    return tuple(
+        PlannedStep(
+            step.type,
+            step.params,
+            render_target(step.kind, step.namespace, step.name, alert.labels),
+            step.params_json,
+        )
+        for step in loaded.steps
+    )
 
 
 def _assess(

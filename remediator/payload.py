@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -35,35 +35,39 @@ class Alert(_Incoming):
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
-    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    ends_at_sent: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(min_length=1)
 
-    @field_validator("starts_at", "ends_at", mode="after")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-    @field_validator("ends_at", mode="after")
-    @classmethod
-    def _zero_time_is_unset(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.year == _ZERO_TIME_YEAR:
-            return None
-        return value
+    # Times are kept as sent and normalised on first use: validation stays in pydantic's
+    # compiled code (a Python validator per field costs a quarter of the parse).
 
     @property
     def alertname(self) -> str:
         return self.labels.get("alertname", "")
 
     @cached_property
+    def starts_at_utc(self) -> datetime:
+        return _utc(self.starts_at)
+
+    @cached_property
+    def ends_at(self) -> datetime | None:
+        """``endsAt`` in UTC; None for the zero time a firing alert carries."""
+        sent = self.ends_at_sent
+        if sent is None or sent.year == _ZERO_TIME_YEAR:
+            return None
+        return _utc(sent)
+
+    @cached_property
     def starts_at_key(self) -> str:
-        """``startsAt`` normalised to microseconds, so a trimmed and an untrimmed rendering of
+        """``startsAt`` in UTC to the microsecond, so a trimmed and an untrimmed rendering of
         the same instant identify the same episode."""
-        return self.starts_at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        return self.starts_at_utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _utc(value: datetime) -> datetime:
+    """RFC 3339 times carry an offset; one without is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Notification(_Incoming):

@@ -30,9 +30,9 @@ from pydantic import (
     model_validator,
 )
 
-from remediator.actions import REGISTRY
+from remediator.actions import REGISTRY, ActionParams
 from remediator.payload import AlertStatus
-from remediator.targets import check_template
+from remediator.targets import Template, check_template
 from remediator.values import Comparator, ValueParseError, parse_threshold
 
 # --------------------------------------------------------------------------- durations
@@ -137,7 +137,7 @@ class Match(_Strict):
     labels: tuple[Annotated[LabelMatcher, BeforeValidator(_matcher)], ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.labels)
+        return all(matcher.matches(labels) for matcher in self.labels)
 
 
 # --------------------------------------------------------------------------- threshold
@@ -295,10 +295,42 @@ class RuleFile(_Strict):
 
 
 @dataclass(frozen=True)
+class RuleStep:
+    """One step of a loaded rule, with what every decision needs of it prepared once."""
+
+    type: str
+    params: ActionParams
+    params_json: dict[str, Any]  # params.model_dump(mode="json"); shared: never mutate
+    kind: str
+    namespace: Template
+    name: Template
+
+
+@dataclass(frozen=True)
 class LoadedRule:
     rule: Rule
     source: str  # "path:line"
     definition_hash: str
+    steps: tuple[RuleStep, ...] = field(init=False)
+    action: str = field(init=False)  # the step types joined with "+": "set_env+rollout_restart"
+
+    def __post_init__(self) -> None:
+        steps = []
+        for step in self.rule.all_steps:
+            template = step.target or self.rule.target
+            assert template is not None  # the schema guarantees a target per step
+            steps.append(
+                RuleStep(
+                    step.type,
+                    step.params,
+                    step.params.model_dump(mode="json"),
+                    template.kind,
+                    Template.compile(template.namespace),
+                    Template.compile(template.name),
+                )
+            )
+        object.__setattr__(self, "steps", tuple(steps))
+        object.__setattr__(self, "action", "+".join(step.type for step in steps))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from remediator.clock import utc_text
 from remediator.guardrails import GuardrailState, Lookup
 
 T = TypeVar("T")
@@ -78,11 +79,6 @@ class StoreUnavailable(StoreError):
 
 class StoreBusy(StoreError):
     """More writes are queued than the configured limit: shed load instead of queueing."""
-
-
-def timestamp(when: datetime) -> str:
-    """Fixed-width UTC ISO 8601, so text order is time order in SQL."""
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass
@@ -283,49 +279,43 @@ class Store:
 _GUARDRAIL_STATE = """
 SELECT
     (SELECT id FROM decisions
-      WHERE rule = :rule AND fingerprint = :fingerprint AND starts_at = :starts_at
-        AND status = :status),
-    (SELECT max(at) FROM decisions WHERE rule = :rule AND target = :target AND at > :cooldown),
-    CASE WHEN :window IS NULL THEN 0
-         ELSE (SELECT count(*) FROM decisions WHERE target = :target AND at > :window) END,
-    (SELECT count(*) FROM decisions WHERE at > :budget)
+      WHERE rule = ?1 AND fingerprint = ?2 AND starts_at = ?3 AND status = ?4),
+    (SELECT max(at) FROM decisions WHERE rule = ?1 AND target = ?5 AND at > ?6),
+    CASE WHEN ?7 IS NULL THEN 0
+         ELSE (SELECT count(*) FROM decisions WHERE target = ?5 AND at > ?7) END,
+    (SELECT count(*) FROM decisions WHERE at > ?8)
 """
 
 
 def guardrail_state(conn: sqlite3.Connection, lookup: Lookup) -> GuardrailState:
     """Everything the guardrails need about one decision, in one statement (each part is an
     index lookup)."""
-    rule, fingerprint, starts_at, status = lookup.episode
     duplicate_of, last, target_actions, global_actions = conn.execute(
         _GUARDRAIL_STATE,
-        {
-            "rule": rule,
-            "fingerprint": fingerprint,
-            "starts_at": starts_at,
-            "status": status,
-            "target": lookup.target,
-            "cooldown": lookup.cooldown_since.timestamp(),
-            "window": lookup.target_since.timestamp() if lookup.target_since else None,
-            "budget": lookup.global_since.timestamp(),
-        },
+        (
+            *lookup.episode,
+            lookup.target,
+            lookup.cooldown_since,
+            lookup.target_since,
+            lookup.global_since,
+        ),
     ).fetchone()
     return GuardrailState(
-        duplicate_of=int(duplicate_of) if duplicate_of is not None else None,
+        duplicate_of=duplicate_of,
         last_action_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
-        target_actions=int(target_actions),
-        global_actions=int(global_actions),
+        target_actions=target_actions,
+        global_actions=global_actions,
     )
 
 
-def insert_decision(
-    conn: sqlite3.Connection, at: datetime, lookup: Lookup, plan: dict[str, Any]
-) -> int:
+def insert_decision(conn: sqlite3.Connection, lookup: Lookup, plan: dict[str, Any]) -> int:
+    """Record an allowed decision as pending, at ``lookup.at``."""
     rule, fingerprint, starts_at, status = lookup.episode
     cursor = conn.execute(
         "INSERT INTO decisions (at, state, rule, target, fingerprint, starts_at, status, plan)"
         " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
         (
-            at.timestamp(),
+            lookup.at,
             rule,
             lookup.target,
             fingerprint,
@@ -354,5 +344,5 @@ def probe(conn: sqlite3.Connection, now: datetime) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('probe', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (timestamp(now),),
+        (utc_text(now),),
     )

@@ -48,15 +48,46 @@ def check_template(template: str) -> str:
     return template
 
 
-def render(template: str, labels: Mapping[str, str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        value = labels.get(name)
-        if value is None or value == "":
-            raise RenderError(f"label {name!r} is not set on the alert")
-        return value
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A checked template, split once into literal text and label names, so rendering is a
+    dictionary lookup per placeholder (it runs for every matched alert)."""
 
-    return _PLACEHOLDER.sub(substitute, template)
+    text: str
+    parts: tuple[tuple[str, bool], ...]  # (literal text, False) or (label name, True)
+
+    @classmethod
+    def compile(cls, template: str) -> Template:
+        check_template(template)
+        parts: list[tuple[str, bool]] = []
+        position = 0
+        for match in _PLACEHOLDER.finditer(template):
+            if match.start() > position:
+                parts.append((template[position : match.start()], False))
+            parts.append((match.group(1), True))
+            position = match.end()
+        if position < len(template):
+            parts.append((template[position:], False))
+        return cls(template, tuple(parts))
+
+    def render(self, labels: Mapping[str, str]) -> str:
+        out = []
+        for text, is_label in self.parts:
+            if is_label:
+                value = labels.get(text)
+                if not value:
+                    raise RenderError(f"label {text!r} is not set on the alert")
+                out.append(value)
+            else:
+                out.append(text)
+        return "".join(out)
+
+
+def render(template: str | Template, labels: Mapping[str, str]) -> str:
+    """Replace every ``{labels.NAME}`` with that label's value; a missing or empty label is a
+    :class:`RenderError`. Label values are inserted as text, never evaluated."""
+    compiled = template if isinstance(template, Template) else Template.compile(template)
+    return compiled.render(labels)
 
 
 def validate_namespace(namespace: str) -> None:
@@ -75,7 +106,9 @@ def validate_name(name: str) -> None:
         )
 
 
-def render_target(kind: str, namespace: str, name: str, labels: Mapping[str, str]) -> Target:
+def render_target(
+    kind: str, namespace: str | Template, name: str | Template, labels: Mapping[str, str]
+) -> Target:
     rendered_namespace = render(namespace, labels)
     rendered_name = render(name, labels)
     validate_namespace(rendered_namespace)

@@ -119,19 +119,27 @@ def parse_value(text: str) -> float:
     stripped = text.strip()
     if not stripped:
         raise _error(text, "the text is empty")
+    number = _NUMBER.match(stripped)
+    if number is not None:
+        if number.end() == len(stripped):  # a plain number: float() rounds it exactly
+            plain = float(stripped)
+            if not math.isinf(plain) or "n" in stripped.lower():  # overflow: decide below
+                return plain
+            return _to_float(text, stripped, Decimal(1))
+        scale = _UNITS.get(stripped[number.end() :].lstrip())
+        if scale is not None:
+            return _to_float(text, number.group(), scale)
+    # Not a number with one unit: a duration with days, hours or minutes ("1m 30s"; these
+    # always hold a space, so no unit above can be one), or an error.
     duration = _DURATION.fullmatch(stripped)
     if duration is not None and any(duration.group(part) for part in "dhm"):
         seconds = Decimal(duration.group("s"))
         for part, size in (("d", 86400), ("h", 3600), ("m", 60)):
             seconds += int(duration.group(part) or 0) * size
         return _to_float(text, "-1" if duration.group("sign") == "-" else "1", seconds)
-    number = _NUMBER.match(stripped)
     if number is None:
         raise _error(text, "it does not start with a number")
     unit = stripped[number.end() :].lstrip()
-    scale = Decimal(1) if unit == "" else _UNITS.get(unit)
-    if scale is not None:
-        return _to_float(text, number.group(), scale)
     if _DURATION_LIKE.fullmatch(stripped):
         raise _error(
             text, "not a duration as humanizeDuration prints it (e.g. '1d 2h 3m 4s', '1m 30s')"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from remediator.clock import FakeClock
 from remediator.guardrails import GuardrailPolicy, GuardrailState, evaluate, lookup
 from remediator.matching import Decision, decide
@@ -79,7 +81,34 @@ def test_global_budget(clock: FakeClock) -> None:
 def test_lookup_windows_follow_the_rule_and_the_clock(clock: FakeClock) -> None:
     decision = cpu_decision(clock)
     query = lookup(decision, clock.now())
-    assert query.cooldown_since == clock.now() - timedelta(minutes=10)
-    assert query.target_since == clock.now() - timedelta(hours=1)
-    assert query.global_since == clock.now() - timedelta(minutes=1)
+    now = clock.now().timestamp()
+    assert query.at == now
+    assert query.cooldown_since == now - timedelta(minutes=10).total_seconds()
+    assert query.target_since == now - timedelta(hours=1).total_seconds()
+    assert query.global_since == now - timedelta(minutes=1).total_seconds()
     assert query.target == "Deployment/shop/checkout"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "allowed"),
+    [
+        ("shop", True),
+        ("payments", True),
+        ("pay", True),
+        ("shop-staging", False),  # a glob matches the whole name, not a prefix
+        ("xshop", False),
+        ("Shop", False),  # case-sensitive, as Kubernetes names are
+    ],
+)
+def test_allowlist_globs_match_whole_namespaces(namespace: str, allowed: bool) -> None:
+    assert POLICY.namespace_allowed(namespace) is allowed
+
+
+def test_allowlist_glob_characters_and_ranges() -> None:
+    policy = GuardrailPolicy(namespace_allowlist=("team-?", "db-[0-9]", "*"))
+    assert policy.namespace_allowed("anything")
+    narrow = GuardrailPolicy(namespace_allowlist=("team-?", "db-[0-9]"))
+    assert narrow.namespace_allowed("team-a")
+    assert narrow.namespace_allowed("db-7")
+    assert not narrow.namespace_allowed("team-ab")
+    assert not narrow.namespace_allowed("db-x")

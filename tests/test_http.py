@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from remediator.app import SERVICE, Service, create_app
+from remediator.audit import AuditQuery, query
 from remediator.clock import FakeClock
+from remediator.logs import configure
 from remediator.settings import ConfigError, Settings
 from tests.conftest import AUTH, TOKEN, Hold, body, fixture_names
 
@@ -279,14 +282,35 @@ async def test_health_ready_and_metrics(client_for: MakeClient) -> None:
     assert 'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"}' in text
 
 
-async def test_every_audit_record_is_one_structured_log_line(client_for: MakeClient) -> None:
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """The service's JSON log, as ``remediator serve --log-format json`` writes it."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    configure("json", "info", stream=stream)
+    structlog.configure(cache_logger_on_first_use=False)  # leave no logger bound to `stream`
+    try:
+        yield stream
+    finally:
+        structlog.configure(**saved)
+
+
+async def test_every_audit_record_is_one_json_log_line_equal_to_the_stored_record(
+    client_for: MakeClient, json_log: io.StringIO
+) -> None:
     client = await client_for()
-    with structlog.testing.capture_logs() as logs:
-        for name in ("firing-db-pool", "repeat-db-pool"):
-            await client.post("/api/v1/alerts", data=body(name), headers=AUTH)
-            await service(client).executor.drained()
-    audit_lines = [entry for entry in logs if entry["event"] == "audit"]
-    assert [entry["outcome"] for entry in audit_lines] == ["dry_run", "skipped"]
-    assert [entry["id"] for entry in audit_lines] == [1, 2]
+    for name in ("firing-db-pool", "repeat-db-pool"):
+        await client.post("/api/v1/alerts", data=body(name), headers=AUTH)
+        await service(client).executor.drained()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    audit_lines = [line for line in lines if line["event"] == "audit"]
+    assert [line["outcome"] for line in audit_lines] == ["dry_run", "skipped"]
+    assert [line["id"] for line in audit_lines] == [1, 2]
     assert audit_lines[1]["guardrail"] == "duplicate"
     assert audit_lines[0]["rule"] == "restart-on-db-pool-exhausted"
+    assert all(line["level"] == "info" and line["timestamp"] for line in audit_lines)
+    with service(client).store.reader() as conn:
+        stored = sorted(query(conn, AuditQuery()), key=lambda record: record.id or 0)
+    for line, record in zip(audit_lines, stored, strict=True):
+        fields = {k: v for k, v in line.items() if k not in ("event", "level", "timestamp")}
+        assert fields == record.model_dump(mode="json", exclude_none=True)

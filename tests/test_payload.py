@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -82,3 +83,25 @@ def test_bad_timestamp_is_named() -> None:
     raw["alerts"][0]["startsAt"] = "yesterday"
     with pytest.raises(PayloadError, match=r"^alerts\.0\.startsAt: "):
         parse_notification(json.dumps(raw).encode())
+
+
+def _with_times(starts_at: str, ends_at: str) -> bytes:
+    raw = json.loads(body("resolved-db-pool"))
+    raw["alerts"][0]["startsAt"] = starts_at
+    raw["alerts"][0]["endsAt"] = ends_at
+    return json.dumps(raw).encode()
+
+
+def test_times_with_an_offset_are_the_same_instants_in_utc() -> None:
+    alert = parse_notification(
+        _with_times("2026-11-22T22:14:16.22+01:00", "2026-11-22T17:20:00-05:00")
+    ).alerts[0]
+    assert alert.starts_at_key == "2026-11-22T21:14:16.220000Z"
+    assert alert.ends_at == datetime(2026, 11, 22, 22, 20, tzinfo=UTC)
+    assert alert.ends_at.tzinfo is UTC
+
+
+def test_a_time_without_an_offset_is_taken_as_utc() -> None:
+    alert = parse_notification(_with_times("2026-11-22T21:14:16", "2026-11-22T21:20:00")).alerts[0]
+    assert alert.starts_at_key == "2026-11-22T21:14:16.000000Z"
+    assert alert.ends_at == datetime(2026, 11, 22, 21, 20, tzinfo=UTC)
