@@ -35,6 +35,7 @@ class Service:
 
     settings: Settings
     store: db.Store
+    audit: AuditLog
     engine: Engine
     executor: Executor
     metrics: Metrics
@@ -106,7 +107,7 @@ def create_app(
     metrics.rules_loaded.set(ruleset.count)
     metrics.reload_success.set(1)
     metrics.reload_time.set(clock.now().timestamp())
-    service = Service(settings, store, engine, executor, metrics, clock, kube)
+    service = Service(settings, store, audit, engine, executor, metrics, clock, kube)
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         detail: dict[str, Any] = {"rules": engine.rules.count, "dry_run": engine.dry_run}
@@ -158,6 +159,7 @@ def create_app(
             if execute:
                 await executor.stop()
             await store.close()
+            audit.flush()
             if isinstance(kube, KubeGateway) and isinstance(gateway, FromSettings):
                 kube.close()
 

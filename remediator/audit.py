@@ -11,6 +11,7 @@ are left out of both (reading a record back restores them as None).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -23,7 +24,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clock import utc_text
-from remediator.logs import MERGE_JSON
+from remediator.logs import JSON_LINES
 
 Outcome = Literal["executed", "dry_run", "skipped", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("executed", "dry_run", "skipped", "failed")
@@ -89,13 +90,20 @@ class StoredRecord:
 
 
 class AuditLog:
-    """The single sink: ``stage`` inside a store transaction, ``publish`` after it commits."""
+    """The single sink: ``stage`` inside a store transaction, ``publish`` after it commits.
+
+    Published records become log lines at the end of the current turn of the event loop: the
+    records one group commit makes durable are published by as many intakes, all woken in the
+    same turn, and go out as one structlog event of one line each (a structlog event costs
+    several times the line it writes). The records are already in the state file; ``flush``
+    writes what is queued at once (the app calls it when it stops).
+    """
 
     def __init__(self) -> None:
-        # Bound now, not a lazy proxy: one line per record is the hottest logging there is
-        # (structlog's advice for loggers used in a loop). Build the sink after logging is
-        # configured, as the app factory does.
+        # Bound now, not a lazy proxy (structlog's advice for a logger used in a loop). Build
+        # the sink after logging is configured, as the app factory does.
         self._log = structlog.get_logger("remediator.audit").bind()
+        self._queued: list[str] = []
 
     def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> StoredRecord:
         """Insert the record in the caller's transaction; returns it with its id."""
@@ -119,9 +127,23 @@ class AuditLog:
         return StoredRecord(record, text)
 
     def publish(self, stored: StoredRecord) -> None:
-        """One log line, ``"event": "audit"``, whose other fields are the record's."""
-        if self._log.is_enabled_for(logging.INFO):  # skip building the line when filtered out
-            self._log.info("audit", **{MERGE_JSON: stored.line})
+        """Queue one log line, ``"event": "audit"``, whose other fields are the record's."""
+        if not self._log.is_enabled_for(logging.INFO):  # nothing to build when filtered out
+            return
+        if not self._queued:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (a command-line tool): write it now
+                self._queued.append(stored.line)
+                self.flush()
+                return
+        self._queued.append(stored.line)
+
+    def flush(self) -> None:
+        """Write the queued lines now."""
+        lines, self._queued = self._queued, []
+        if lines:
+            self._log.info("audit", **{JSON_LINES: lines})
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """structlog set-up: JSON lines for machines, the console renderer on a terminal.
 
-Owns: the processor chain and the renderers. A caller that already holds an event's fields
-as a rendered JSON object (the audit trail renders each record once, for the state file) passes
-it under :data:`MERGE_JSON`; the JSON renderer splices its members into the line instead of
-decoding and encoding them again, and the console renderer expands it into fields.
+Owns: the processor chain and the renderers. A caller that already holds events as rendered
+JSON objects (the audit trail renders each record once, for the state file) passes them as a
+list under :data:`JSON_LINES`: the event then renders as one line per object, each line the
+event's own keys (``event``, ``level``, ``timestamp``, context) followed by the object's
+members. Nothing is decoded and encoded again, and one pass through the processor chain serves
+every line (structlog's per-event cost is most of a line's cost).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 
-# An event key holding a JSON object (text) whose members become members of the log line.
-MERGE_JSON = "_merge_json"
+# An event key holding a list of JSON objects (as text): the event renders as one line each.
+JSON_LINES = "_json_lines"
 
 # Made once: json.dumps with any option builds a new encoder per call.
 _STRICT = json.JSONEncoder(separators=(",", ":"))
@@ -32,38 +34,44 @@ def _encode(event_dict: MutableMapping[str, Any]) -> str:
 
 
 def render_json(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
-    """One compact JSON object per line; a :data:`MERGE_JSON` object is spliced in after the
-    event's own keys (the two must not share keys: audit records have no event, level or
-    timestamp field)."""
-    merged = event_dict.pop(MERGE_JSON, None)
+    """One compact JSON object per line. With :data:`JSON_LINES`, one line per object: the
+    event's keys, then the object's members (the two must not share keys: audit records have
+    no event, level or timestamp field)."""
+    objects: list[str] | None = event_dict.pop(JSON_LINES, None)
     line = _encode(event_dict)
-    if not merged or merged == "{}":
+    if objects is None:
         return line
-    return f"{line[:-1]},{merged[1:]}"
+    head = line[:-1]
+    return "\n".join(f"{head},{obj[1:]}" if obj != "{}" else line for obj in objects)
 
 
-def expand_json(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """For the console: a :data:`MERGE_JSON` object becomes ordinary fields."""
-    merged = event_dict.pop(MERGE_JSON, None)
-    if merged:
-        event_dict.update(json.loads(merged))
-    return event_dict
+class ConsoleLines:
+    """The console renderer, with :data:`JSON_LINES` objects expanded into fields, one
+    rendered line each."""
+
+    def __init__(self) -> None:
+        self._render = structlog.dev.ConsoleRenderer()
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        objects: list[str] | None = event_dict.pop(JSON_LINES, None)
+        if objects is None:
+            return self._render(logger, method, event_dict)
+        return "\n".join(
+            self._render(logger, method, {**event_dict, **json.loads(obj)}) for obj in objects
+        )
 
 
 def configure(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Log to ``stream`` (standard error by default) at ``level`` and above."""
     out = stream if stream is not None else sys.stderr
     console = log_format == "console" or (log_format == "auto" and out.isatty())
-    renderers: list[Any] = (
-        [expand_json, structlog.dev.ConsoleRenderer()] if console else [render_json]
-    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            *renderers,
+            ConsoleLines() if console else render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
