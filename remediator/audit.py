@@ -107,7 +107,7 @@ class AuditLog:
 
     def stage(self, conn: sqlite3.Connection, record: AuditRecord) -> StoredRecord:
         """Insert the record in the caller's transaction; returns it with its id."""
-        text = record.model_dump_json(exclude={"id"}, exclude_none=True)
+        text = record.model_dump_json(exclude_none=True)  # the id is None until inserted
         cursor = conn.execute(
             "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

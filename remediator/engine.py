@@ -128,6 +128,7 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0
+        metrics.queue_depth("actions").set_function(self._queue.qsize)  # read when scraped
 
     def start(self) -> None:
         self._workers = [
@@ -154,7 +155,6 @@ class Executor:
             return  # not running: the decision stays pending in the store for the next start
         self._idle.clear()
         self._queue.put_nowait((decision_id, plan))
-        self._metrics.queue_depth("actions").set(self._queue.qsize())
 
     async def drained(self) -> None:
         """Wait until every submitted decision has been carried out (tests, shutdown)."""
@@ -196,7 +196,6 @@ class Executor:
             finally:
                 self._busy -= 1
                 self._metrics.inflight.dec()
-                self._metrics.queue_depth("actions").set(self._queue.qsize())
                 if self._busy == 0 and self._queue.empty():
                     self._idle.set()
 
@@ -276,6 +275,7 @@ class Engine:
         self._clock = clock
         self._metrics = metrics
         self.dry_run = dry_run
+        metrics.queue_depth("store").set_function(lambda: store.depth)
 
     async def intake(self, notification: Notification) -> IntakeResult:
         for alert in notification.alerts:
@@ -284,7 +284,6 @@ class Engine:
         decisions = decide(notification, self.rules, now)
         if not decisions:
             return IntakeResult(len(notification.alerts), 0, 0, 0)
-        self._metrics.queue_depth("store").set(self._store.depth)
         recorded = await self._store.write(functools.partial(self._record, decisions, now))
         accepted = 0
         for item in recorded:

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from remediator.clock import utc_text
+
 AlertStatus = Literal["firing", "resolved"]
 
 _ZERO_TIME_YEAR = 1
@@ -47,10 +49,6 @@ class Alert(_Incoming):
         return self.labels.get("alertname", "")
 
     @cached_property
-    def starts_at_utc(self) -> datetime:
-        return _utc(self.starts_at)
-
-    @cached_property
     def ends_at(self) -> datetime | None:
         """``endsAt`` in UTC; None for the zero time a firing alert carries."""
         sent = self.ends_at_sent
@@ -62,7 +60,7 @@ class Alert(_Incoming):
     def starts_at_key(self) -> str:
         """``startsAt`` in UTC to the microsecond, so a trimmed and an untrimmed rendering of
         the same instant identify the same episode."""
-        return self.starts_at_utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        return utc_text(_utc(self.starts_at))
 
 
 def _utc(value: datetime) -> datetime:

@@ -261,6 +261,23 @@ async def test_full_intake_queue_is_503_with_retry_after(client_for: MakeClient)
     assert decision_count(client) == 0
 
 
+async def test_metrics_show_the_writes_queued_behind_a_slow_commit(client_for: MakeClient) -> None:
+    client = await client_for()
+    store = service(client).store
+    async with Hold(store) as hold:
+        in_flight = asyncio.ensure_future(store.write(lambda conn: None))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        queued = [asyncio.ensure_future(store.write(lambda conn: None)) for _ in range(3)]
+        await hold.queued(3)
+        text = await (await client.get("/metrics")).text()
+        assert 'remediator_queue_depth{queue="store"} 3.0' in text
+        assert 'remediator_queue_depth{queue="actions"} 0.0' in text
+    await asyncio.gather(in_flight, *queued)
+    text = await (await client.get("/metrics")).text()
+    assert 'remediator_queue_depth{queue="store"} 0.0' in text
+
+
 # ------------------------------------------------------------------------------ probes
 
 
