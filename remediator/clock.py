@@ -16,20 +16,11 @@ class Clock(Protocol):
         ...
 
 
-_last_text: tuple[datetime | None, str] = (None, "")
-
-
 def utc_text(when: datetime) -> str:
     """Fixed-width UTC ISO 8601 to the microsecond, ``2026-11-22T21:14:16.220000Z``: the one
     text form of a time in the state file and the logs (text order is time order)."""
-    global _last_text
-    last, text = _last_text
-    if when is last:  # one intake writes its "now" several times; formatting costs ~3 us
-        return text
     utc = when if when.tzinfo is UTC else when.astimezone(UTC)
-    text = utc.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
-    _last_text = (when, text)
-    return text
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 class SystemClock:

@@ -319,5 +319,5 @@ class Engine:
                     continue
                 reason, guardrail = verdict.reason, verdict.guardrail
             record = record_of(plan, at=now, outcome="skipped", reason=reason, guardrail=guardrail)
-            out.append(Recorded(plan, skipped=self._audit.stage(conn, record)))
+            out.append(Recorded(plan, skipped=self._audit.stage(conn, record, decided_at)))
         return out

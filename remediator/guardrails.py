@@ -10,6 +10,7 @@ verdict, so two concurrent notifications cannot both pass the same limit.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -129,6 +130,7 @@ def evaluate(
     return ALLOW
 
 
+@functools.lru_cache(maxsize=256)  # a rule's cooldown and window: few distinct values
 def _human(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     for unit, size in (("h", 3600), ("m", 60)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _PLACEHOLDER = re.compile(r"\{labels\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_BRACE = re.compile(r"[{}]")
@@ -25,14 +25,19 @@ class RenderError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Target:
     """A rendered, validated object reference (validated by :func:`render_target`; a plain
-    dataclass because one is built for every matched alert)."""
+    dataclass because one is built for every matched alert). ``str()`` is ``Kind/ns/name``,
+    the key guardrails count by: made once, it is used several times per decision."""
 
     kind: str
     namespace: str
     name: str
+    _text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_text", f"{self.kind}/{self.namespace}/{self.name}")
 
     def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
+        return self._text
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
