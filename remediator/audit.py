@@ -6,7 +6,8 @@ Must not: decide anything: the engine hands it finished records.
 
 A record is rendered to JSON once, when it is stored; the log line is that same text with the
 id added, so the state file and the log always agree, field for field. Fields that are None
-are left out of both (reading a record back restores them as None).
+are left out of both (reading a record back restores them as None). Times are fixed-width
+UTC text, ``2026-11-22T21:14:16.220000Z``, in the record as in the ``at`` column.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import pydantic_core
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,17 +78,22 @@ class AuditRecord(BaseModel):
     decided_at: datetime | None = None
 
 
+RECORD_FIELDS = frozenset(AuditRecord.model_fields)
+REQUIRED_FIELDS = frozenset(k for k, f in AuditRecord.model_fields.items() if f.is_required())
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
-    """A record inserted in the open transaction, and the JSON stored for it."""
+    """A record inserted in the open transaction: its id, its fields and the stored JSON."""
 
-    record: AuditRecord
+    id: int
+    fields: Mapping[str, Any]
     json: str  # as stored: without the id, None fields left out
 
     @property
     def line(self) -> str:
         """The JSON of the log line: the stored text with the id in front."""
-        return f'{{"id":{self.record.id},{self.json[1:]}' if self.json != "{}" else self.json
+        return f'{{"id":{self.id},{self.json[1:]}' if self.json != "{}" else f'{{"id":{self.id}}}'
 
 
 class AuditLog:
@@ -105,30 +112,38 @@ class AuditLog:
         self._log = structlog.get_logger("remediator.audit").bind()
         self._queued: list[str] = []
 
-    def stage(
-        self, conn: sqlite3.Connection, record: AuditRecord, at: str | None = None
-    ) -> StoredRecord:
-        """Insert the record in the caller's transaction; returns it with its id. ``at`` is
-        ``record.at`` as :func:`~remediator.clock.utc_text` writes it, when the caller has it
-        already (formatting a time costs more than the rest of the row's Python)."""
-        text = record.model_dump_json(exclude_none=True)  # the id is None until inserted
+    def stage(self, conn: sqlite3.Connection, fields: Mapping[str, Any]) -> StoredRecord:
+        """Insert one record in the caller's transaction and return it with its id.
+
+        ``fields`` are :class:`AuditRecord`'s, JSON-ready: times as
+        :func:`~remediator.clock.utc_text` writes them, steps as :class:`StepRecord`. They are
+        written as given, not validated (the engine builds them, and building a model costs
+        more than the rest of the row): an unknown or missing field is refused here, and
+        every stored record is read back through :class:`AuditRecord`.
+        """
+        keys = fields.keys()
+        if not REQUIRED_FIELDS <= keys <= RECORD_FIELDS:
+            raise ValueError(
+                f"not an audit record: unknown {sorted(keys - RECORD_FIELDS)}, "
+                f"missing {sorted(REQUIRED_FIELDS - keys)}"
+            )
+        present = {key: value for key, value in fields.items() if value is not None}
+        text = pydantic_core.to_json(present, exclude_none=True, inf_nan_mode="null").decode()
         cursor = conn.execute(
             "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                at if at is not None else utc_text(record.at),
-                record.rule,
-                record.target,
-                record.outcome,
-                record.fingerprint,
-                record.decision_id,
+                fields["at"],
+                fields["rule"],
+                fields.get("target"),
+                fields["outcome"],
+                fields["fingerprint"],
+                fields.get("decision_id"),
                 text,
             ),
         )
-        # The record is frozen and was built a moment ago by the engine: set the id in place
-        # rather than copying every field (this is the hot path of every notification).
-        object.__setattr__(record, "id", cursor.lastrowid)
-        return StoredRecord(record, text)
+        assert cursor.lastrowid is not None
+        return StoredRecord(cursor.lastrowid, fields, text)
 
     def publish(self, stored: StoredRecord) -> None:
         """Queue one log line, ``"event": "audit"``, whose other fields are the record's."""

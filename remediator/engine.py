@@ -14,6 +14,7 @@ import asyncio
 import functools
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ import structlog
 from remediator import store as db
 from remediator.actions import REGISTRY, StepContext
 from remediator.actions.base import Gateway
-from remediator.audit import AuditLog, AuditRecord, Outcome, StepRecord, StoredRecord
+from remediator.audit import AuditLog, Outcome, StepRecord, StoredRecord
 from remediator.clock import Clock, utc_text
 from remediator.errors import GatewayError
 from remediator.guardrails import GuardrailPolicy, evaluate, lookup
@@ -36,20 +37,15 @@ from remediator.targets import Target
 log = structlog.get_logger("remediator.engine")
 
 
-def plan_of(decision: Decision, dry_run: bool, decided_at: str) -> dict[str, Any]:
-    """Everything needed to carry out and audit a decision, as JSON: stored with a pending
-    decision so execution after a restart needs neither the payload nor the rule set.
-    ``decided_at`` is ``decision.decided_at`` as :func:`~remediator.clock.utc_text` writes
-    it (the caller formats it once for all the decisions of a notification)."""
-    loaded = decision.rule
+def audit_head(decision: Decision, dry_run: bool, decided_at: str) -> dict[str, Any]:
+    """What every audit record of ``decision`` says about it, JSON-ready. ``decided_at`` is
+    ``decision.decided_at`` as :func:`~remediator.clock.utc_text` writes it (the caller formats
+    it once for all the decisions of a notification)."""
     alert = decision.alert
+    target = decision.target
     return {
-        "rule": loaded.rule.name,
-        "rule_hash": loaded.definition_hash,
-        "rule_source": loaded.source,
-        "action": decision.action,
-        "target": str(decision.target) if decision.target else None,
-        "steps": [step.as_dict() for step in decision.steps],
+        **decision.rule.audit_fields,  # rule, rule_hash, rule_source, action, params
+        "target": str(target) if target is not None else None,
         "dry_run": dry_run,
         "alertname": alert.alertname,
         "alert_status": alert.status,
@@ -62,36 +58,26 @@ def plan_of(decision: Decision, dry_run: bool, decided_at: str) -> dict[str, Any
     }
 
 
-def record_of(
-    plan: dict[str, Any], *, at: datetime, outcome: Outcome, **fields: Any
-) -> AuditRecord:
-    return AuditRecord(
-        at=at,
-        outcome=outcome,
-        rule=plan["rule"],
-        rule_hash=plan["rule_hash"],
-        rule_source=plan["rule_source"],
-        action=plan["action"],
-        target=plan["target"],
-        params=[step["params"] for step in plan["steps"]],
-        dry_run=plan["dry_run"],
-        alertname=plan["alertname"],
-        alert_status=plan["alert_status"],
-        fingerprint=plan["fingerprint"],
-        starts_at=plan["starts_at"],
-        group_key=plan["group_key"],
-        receiver=plan["receiver"],
-        value=plan["value"],
-        decided_at=plan["decided_at"],
-        **fields,
-    )
+def plan_of(head: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """Everything needed to carry out and audit a decision, as JSON: stored with a pending
+    decision so execution after a restart needs neither the payload nor the rule set."""
+    return {"head": head, "steps": [step.as_dict() for step in decision.steps]}
+
+
+def audit_record(
+    head: Mapping[str, Any], *, at: str, outcome: Outcome, **fields: Any
+) -> dict[str, Any]:
+    """The fields of one audit record (see :meth:`AuditLog.stage`): when, what came of it,
+    the outcome's own fields (reason, steps, error, ...) and the decision's ``head``."""
+    return {"at": at, "outcome": outcome, **fields, **head}
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """What intake wrote for one decision: a pending decision, or a skipped audit record."""
+    """What intake wrote for one decision: a pending decision (with its plan), or a skipped
+    audit record."""
 
-    plan: dict[str, Any]
+    plan: dict[str, Any] | None = None
     decision_id: int | None = None
     skipped: StoredRecord | None = None
 
@@ -169,9 +155,9 @@ class Executor:
             if state == "pending":
                 self.submit(decision_id, plan)
                 continue
-            record = record_of(
-                plan,
-                at=self._clock.now(),
+            record = audit_record(
+                plan["head"],
+                at=utc_text(self._clock.now()),
                 outcome="failed",
                 decision_id=decision_id,
                 error="interrupted: the service stopped while this decision was being carried "
@@ -202,7 +188,8 @@ class Executor:
     async def _execute(self, decision_id: int, plan: dict[str, Any]) -> None:
         await self._store.write(lambda c: db.set_decision_state(c, decision_id, "running"))
         started = time.monotonic()
-        ctx = StepContext(gateway=self._gateway, dry_run=plan["dry_run"], now=self._clock.now())
+        head = plan["head"]
+        ctx = StepContext(gateway=self._gateway, dry_run=head["dry_run"], now=self._clock.now())
         steps: list[StepRecord] = []
         error: str | None = None
         for index, step in enumerate(plan["steps"], start=1):
@@ -227,11 +214,11 @@ class Executor:
                 )
             )
         duration = time.monotonic() - started
-        outcome: Outcome = "failed" if error else ("dry_run" if plan["dry_run"] else "executed")
-        self._metrics.action_duration(plan["action"]).observe(duration)
-        record = record_of(
-            plan,
-            at=self._clock.now(),
+        outcome: Outcome = "failed" if error else ("dry_run" if head["dry_run"] else "executed")
+        self._metrics.action_duration(head["action"]).observe(duration)
+        record = audit_record(
+            head,
+            at=utc_text(self._clock.now()),
             outcome=outcome,
             decision_id=decision_id,
             steps=steps,
@@ -242,14 +229,14 @@ class Executor:
         )
         await self._finish(decision_id, record)
 
-    async def _finish(self, decision_id: int, record: AuditRecord) -> None:
+    async def _finish(self, decision_id: int, record: dict[str, Any]) -> None:
         def job(conn: sqlite3.Connection) -> StoredRecord:
             db.set_decision_state(conn, decision_id, "done")
             return self._audit.stage(conn, record)
 
         stored = await self._store.write(job)
         self._audit.publish(stored)
-        self._metrics.decisions(record.rule, record.action, record.outcome).inc()
+        self._metrics.decisions(record["rule"], record["action"], record["outcome"]).inc()
 
 
 class Engine:
@@ -289,11 +276,11 @@ class Engine:
         for item in recorded:
             if item.skipped is not None:
                 self._audit.publish(item.skipped)
-                record = item.skipped.record
-                self._metrics.decisions(record.rule, record.action, "skipped").inc()
-                if record.guardrail:
-                    self._metrics.denials(record.guardrail).inc()
-            elif item.decision_id is not None:
+                record = item.skipped.fields
+                self._metrics.decisions(record["rule"], record["action"], "skipped").inc()
+                if record.get("guardrail"):
+                    self._metrics.denials(record["guardrail"]).inc()
+            elif item.decision_id is not None and item.plan is not None:
                 accepted += 1
                 self.executor.submit(item.decision_id, item.plan)
         return IntakeResult(
@@ -308,16 +295,18 @@ class Engine:
         out: list[Recorded] = []
         decided_at = utc_text(now)
         for decision in decisions:
-            plan = plan_of(decision, self.dry_run or decision.rule.rule.dry_run, decided_at)
+            head = audit_head(decision, self.dry_run or decision.rule.rule.dry_run, decided_at)
             reason, guardrail = decision.skip_reason, None
             if reason is None:
                 query = lookup(decision, now)
                 verdict = evaluate(decision, db.guardrail_state(conn, query), self._policy, now)
                 if verdict.allowed:
-                    decision_id = db.insert_decision(conn, query, plan)
-                    out.append(Recorded(plan, decision_id=decision_id))
+                    plan = plan_of(head, decision)
+                    out.append(Recorded(plan, decision_id=db.insert_decision(conn, query, plan)))
                     continue
                 reason, guardrail = verdict.reason, verdict.guardrail
-            record = record_of(plan, at=now, outcome="skipped", reason=reason, guardrail=guardrail)
-            out.append(Recorded(plan, skipped=self._audit.stage(conn, record, decided_at)))
+            record = audit_record(
+                head, at=decided_at, outcome="skipped", reason=reason, guardrail=guardrail
+            )
+            out.append(Recorded(skipped=self._audit.stage(conn, record)))
         return out

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -313,6 +314,8 @@ class LoadedRule:
     definition_hash: str
     steps: tuple[RuleStep, ...] = field(init=False)
     action: str = field(init=False)  # the step types joined with "+": "set_env+rollout_restart"
+    # What every audit record of this rule says about it. Shared: never mutate.
+    audit_fields: Mapping[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         steps = []
@@ -329,8 +332,22 @@ class LoadedRule:
                     Template.compile(template.name),
                 )
             )
+        action = "+".join(step.type for step in steps)
         object.__setattr__(self, "steps", tuple(steps))
-        object.__setattr__(self, "action", "+".join(step.type for step in steps))
+        object.__setattr__(self, "action", action)
+        object.__setattr__(
+            self,
+            "audit_fields",
+            MappingProxyType(
+                {
+                    "rule": self.rule.name,
+                    "rule_hash": self.definition_hash,
+                    "rule_source": self.source,
+                    "action": action,
+                    "params": [step.params_json for step in steps],
+                }
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
+import re
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import structlog
 
-from remediator.audit import AuditLog, AuditRecord, StoredRecord
+from remediator.audit import AuditLog, AuditQuery, AuditRecord, StoredRecord, query
 from remediator.logs import configure
 from remediator.store import SCHEMA
 
@@ -28,22 +30,25 @@ def log_stream() -> Iterator[io.StringIO]:
         structlog.configure(**saved)
 
 
-def record(n: int) -> AuditRecord:
-    return AuditRecord(
-        at=datetime(2026, 11, 22, 21, 14, n, tzinfo=UTC),
-        outcome="skipped",
-        reason=f"reason {n}",
-        rule="r",
-        rule_hash="0" * 64,
-        rule_source="rules/x.yaml:2",
-        action="scale",
-        alertname="HighCPUUsage",
-        alert_status="firing",
-        fingerprint=f"{n:016x}",
-        starts_at="2026-11-22T21:14:14.512000Z",
-        group_key="{}:{}",
-        receiver="remediator",
-    )
+def record(n: int) -> dict[str, Any]:
+    return {
+        "at": f"2026-11-22T21:14:{n:02d}.000000Z",
+        "outcome": "skipped",
+        "reason": f"reason {n}",
+        "guardrail": None,
+        "rule": "r",
+        "rule_hash": "0" * 64,
+        "rule_source": "rules/x.yaml:2",
+        "action": "scale",
+        "params": [{"replicas": "+2"}],
+        "alertname": "HighCPUUsage",
+        "alert_status": "firing",
+        "fingerprint": f"{n:016x}",
+        "starts_at": "2026-11-22T21:14:14.512000Z",
+        "group_key": "{}:{}",
+        "receiver": "remediator",
+        "value": math.nan,
+    }
 
 
 def stage_all(sink: AuditLog, count: int) -> list[StoredRecord]:
@@ -94,7 +99,8 @@ def test_a_line_holds_the_stored_json_and_the_id(log_stream: io.StringIO) -> Non
     (line,) = lines(log_stream)
     fields = {k: v for k, v in line.items() if k not in ("event", "level", "timestamp")}
     assert fields == {"id": 1, **json.loads(stored.json)}
-    assert "error" not in fields  # None fields are left out, of both
+    assert "guardrail" not in fields  # None fields are left out, of both
+    assert fields["value"] is None  # NaN is not JSON: written as null
 
 
 def test_nothing_is_queued_when_info_is_filtered_out() -> None:
@@ -109,3 +115,32 @@ def test_nothing_is_queued_when_info_is_filtered_out() -> None:
         assert stream.getvalue() == ""
     finally:
         structlog.configure(**saved)
+
+
+def test_a_stored_record_reads_back_as_an_audit_record() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    AuditLog().stage(conn, record(7))
+    (read,) = query(conn, AuditQuery())
+    assert isinstance(read, AuditRecord)
+    assert read.id == 1
+    assert read.at.isoformat() == "2026-11-22T21:14:07+00:00"
+    assert read.reason == "reason 7"
+    assert read.guardrail is None
+    assert read.params == [{"replicas": "+2"}]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"reasno": "typo"}, "unknown ['reasno']"),
+        ({"rule": ...}, "missing ['rule']"),
+    ],
+)
+def test_stage_refuses_what_is_not_an_audit_record(change: dict[str, Any], message: str) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    fields = {k: v for k, v in (record(1) | change).items() if v is not ...}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        AuditLog().stage(conn, fields)
+    assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 0

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from remediator.app import SERVICE, Service, create_app
-from remediator.audit import AuditQuery, query
+from remediator.audit import AuditQuery, AuditRecord, query
 from remediator.clock import FakeClock
 from remediator.logs import configure
 from remediator.settings import ConfigError, Settings
@@ -328,7 +328,10 @@ async def test_every_audit_record_is_one_json_log_line_equal_to_the_stored_recor
     assert audit_lines[0]["rule"] == "restart-on-db-pool-exhausted"
     assert all(line["level"] == "info" and line["timestamp"] for line in audit_lines)
     with service(client).store.reader() as conn:
+        rows = conn.execute("SELECT id, record FROM audit ORDER BY id").fetchall()
         stored = sorted(query(conn, AuditQuery()), key=lambda record: record.id or 0)
-    for line, record in zip(audit_lines, stored, strict=True):
+    for line, (row_id, text), record in zip(audit_lines, rows, stored, strict=True):
         fields = {k: v for k, v in line.items() if k not in ("event", "level", "timestamp")}
-        assert fields == record.model_dump(mode="json", exclude_none=True)
+        assert fields == {"id": row_id, **json.loads(text)}  # the line is the stored row
+        assert AuditRecord.model_validate(fields) == record
+        assert fields["at"].endswith(".000000Z")  # fixed-width times, as in the at column

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from remediator.app import SERVICE, Service, create_app
+from remediator.audit import AuditRecord
 from remediator.clock import FakeClock
 from remediator.kube import KubeGateway, RetryPolicy, load_api_client
 from remediator.rules import load_rules
@@ -102,11 +104,12 @@ async def post(client: Client, name: str) -> dict[str, Any]:
 
 
 def audit(client: Client) -> list[dict[str, Any]]:
-    import json
-
+    """The stored records, oldest first, as JSON; each must read back as an AuditRecord."""
     with service(client).store.reader() as conn:
         rows = conn.execute("SELECT record FROM audit ORDER BY id").fetchall()
-    return [json.loads(r[0]) for r in rows]
+    for (text,) in rows:
+        AuditRecord.model_validate_json(text)  # raises if a write produced a bad record
+    return [json.loads(text) for (text,) in rows]
 
 
 def replicas(kube: FakeKube, namespace: str, name: str) -> int:
