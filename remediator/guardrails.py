@@ -103,16 +103,13 @@ def evaluate(
                 f"namespace {step.target.namespace!r} is not in the allowlist "
                 f"({', '.join(policy.namespace_allowlist) or 'empty'})",
             )
-    if state.last_action_at is not None:
-        until = state.last_action_at + rule.cooldown
-        if now < until:
-            return Verdict(
-                False,
-                "cooldown",
-                f"cooldown: rule acted on {decision.target} at "
-                f"{state.last_action_at.isoformat()}; cooldown {_human(rule.cooldown)} "
-                f"ends {until.isoformat()}",
-            )
+    if state.last_action_at is not None and now < state.last_action_at + rule.cooldown:
+        return Verdict(
+            False,
+            "cooldown",
+            f"cooldown: rule acted on {decision.target} "
+            + _cooldown(state.last_action_at, rule.cooldown),
+        )
     if rule.max_actions is not None and state.target_actions >= rule.max_actions.count:
         return Verdict(
             False,
@@ -128,6 +125,14 @@ def evaluate(
             f"(max {policy.actions_per_minute} per minute)",
         )
     return ALLOW
+
+
+@functools.lru_cache(maxsize=1024)
+def _cooldown(last_action_at: datetime, cooldown: timedelta) -> str:
+    """``at T; cooldown 10m ends U``: the same for every denial while one cooldown runs, and
+    formatting two times costs more than the rest of the verdict."""
+    until = last_action_at + cooldown
+    return f"at {last_action_at.isoformat()}; cooldown {_human(cooldown)} ends {until.isoformat()}"
 
 
 @functools.lru_cache(maxsize=256)  # a rule's cooldown and window: few distinct values

@@ -76,6 +76,14 @@ class Template:
         return cls(template, tuple(parts))
 
     def render(self, labels: Mapping[str, str]) -> str:
+        if len(self.parts) == 1:  # one literal or one placeholder: most templates
+            text, is_label = self.parts[0]
+            if not is_label:
+                return text
+            value = labels.get(text)
+            if not value:
+                raise RenderError(f"label {text!r} is not set on the alert")
+            return value
         out = []
         for text, is_label in self.parts:
             if is_label:
