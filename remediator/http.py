@@ -50,10 +50,7 @@ class Authenticator:
             self._basic: tuple[bytes, bytes] | None = (user.encode(), password.encode())
         else:
             self._basic = None
-
-    @property
-    def required(self) -> bool:
-        return bool(self._expected) or self._basic is not None
+        self.required = bool(self._expected) or self._basic is not None
 
     def check(self, header: str | None) -> bool:
         if not self.required:
@@ -118,8 +115,9 @@ class Handlers:
                 "missing or invalid credentials",
                 **{"WWW-Authenticate": 'Bearer realm="remediator", Basic realm="remediator"'},
             )
-        if request.content_length is not None and request.content_length > self._max_body:
-            return self._too_large(request.content_length)
+        declared = request.content_length  # parsed from the header on every access
+        if declared is not None and declared > self._max_body:
+            return self._too_large(declared)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
