@@ -105,3 +105,11 @@ def test_a_time_without_an_offset_is_taken_as_utc() -> None:
     alert = parse_notification(_with_times("2026-11-22T21:14:16", "2026-11-22T21:20:00")).alerts[0]
     assert alert.starts_at_key == "2026-11-22T21:14:16.000000Z"
     assert alert.ends_at == datetime(2026, 11, 22, 21, 20, tzinfo=UTC)
+
+
+def test_nanosecond_times_as_go_prints_them_are_accepted_to_the_microsecond() -> None:
+    alert = parse_notification(
+        _with_times("2026-11-22T21:14:16.123456789Z", "0001-01-01T00:00:00Z")
+    ).alerts[0]
+    assert alert.starts_at_key == "2026-11-22T21:14:16.123456Z"
+    assert alert.ends_at is None
