@@ -64,6 +64,23 @@ def plan_of(head: dict[str, Any], decision: Decision) -> dict[str, Any]:
     return {"head": head, "steps": [step.as_dict() for step in decision.steps]}
 
 
+# The decision fields of a plan stored before plans had a "head" (remediator 0.1.0 as first
+# landed): recover() converts such plans, so decisions pending across an upgrade still run.
+_FLAT_PLAN_HEAD = (
+    "rule", "rule_hash", "rule_source", "action", "target", "dry_run", "alertname",
+    "alert_status", "fingerprint", "starts_at", "group_key", "receiver", "value", "decided_at",
+)  # fmt: skip
+
+
+def stored_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """A plan as read back from the state file, in the current form."""
+    if "head" in plan:
+        return plan
+    head = {key: plan[key] for key in _FLAT_PLAN_HEAD if plan.get(key) is not None}
+    head["params"] = [step["params"] for step in plan["steps"]]
+    return {"head": head, "steps": plan["steps"]}
+
+
 def audit_record(
     head: Mapping[str, Any], *, at: str, outcome: Outcome, **fields: Any
 ) -> dict[str, Any]:
@@ -151,7 +168,8 @@ class Executor:
         process died is audited as failed and not run again (its effect is unknown, and running
         it twice could double a relative scale)."""
         open_ = await self._store.write(db.open_decisions)
-        for decision_id, state, plan in open_:
+        for decision_id, state, stored in open_:
+            plan = stored_plan(stored)
             if state == "pending":
                 self.submit(decision_id, plan)
                 continue
@@ -177,13 +195,31 @@ class Executor:
             self._metrics.inflight.inc()
             try:
                 await self._execute(*item)
-            except Exception:  # never let one decision kill the worker
+            except Exception as exc:  # never let one decision kill the worker
                 log.exception("decision failed unexpectedly", decision_id=item[0])
+                await self._fail_unexpectedly(*item, exc)
             finally:
                 self._busy -= 1
                 self._metrics.inflight.dec()
                 if self._busy == 0 and self._queue.empty():
                     self._idle.set()
+
+    async def _fail_unexpectedly(
+        self, decision_id: int, plan: dict[str, Any], exc: Exception
+    ) -> None:
+        """Close a decision that raised where no step error was expected (a plan this version
+        cannot carry out, a bug): audited as failed, not left running, not retried."""
+        record = audit_record(
+            plan["head"],
+            at=utc_text(self._clock.now()),
+            outcome="failed",
+            decision_id=decision_id,
+            error=f"unexpected error, effect unknown, not retried: {type(exc).__name__}: {exc}",
+        )
+        try:
+            await self._finish(decision_id, record)
+        except Exception:  # the store is down too: the next start audits it as interrupted
+            log.exception("could not audit the failed decision", decision_id=decision_id)
 
     async def _execute(self, decision_id: int, plan: dict[str, Any]) -> None:
         await self._store.write(lambda c: db.set_decision_state(c, decision_id, "running"))
@@ -234,9 +270,11 @@ class Executor:
             db.set_decision_state(conn, decision_id, "done")
             return self._audit.stage(conn, record)
 
-        stored = await self._store.write(job)
-        self._audit.publish(stored)
-        self._metrics.decisions(record["rule"], record["action"], record["outcome"]).inc()
+        def committed(stored: StoredRecord) -> None:  # even if stop() cancelled this task
+            self._audit.publish(stored)
+            self._metrics.decisions(record["rule"], record["action"], record["outcome"]).inc()
+
+        await self._store.write(job, committed)
 
 
 class Engine:
@@ -271,8 +309,17 @@ class Engine:
         decisions = decide(notification, self.rules, now)
         if not decisions:
             return IntakeResult(len(notification.alerts), 0, 0, 0)
-        recorded = await self._store.write(functools.partial(self._record, decisions, now))
-        accepted = 0
+        recorded = await self._store.write(
+            functools.partial(self._record, decisions, now), self._committed
+        )
+        accepted = sum(1 for item in recorded if item.decision_id is not None)
+        return IntakeResult(
+            len(notification.alerts), len(decisions), accepted, len(decisions) - accepted
+        )
+
+    def _committed(self, recorded: list[Recorded]) -> None:
+        """Once the records are durable, whether or not the request still waits for them:
+        publish the skipped ones and hand the pending ones to the executor."""
         for item in recorded:
             if item.skipped is not None:
                 self._audit.publish(item.skipped)
@@ -281,11 +328,7 @@ class Engine:
                 if record.get("guardrail"):
                     self._metrics.denials(record["guardrail"]).inc()
             elif item.decision_id is not None and item.plan is not None:
-                accepted += 1
                 self.executor.submit(item.decision_id, item.plan)
-        return IntakeResult(
-            len(notification.alerts), len(decisions), accepted, len(decisions) - accepted
-        )
 
     def _record(
         self, decisions: list[Decision], now: datetime, conn: sqlite3.Connection

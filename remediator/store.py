@@ -85,6 +85,7 @@ class StoreBusy(StoreError):
 class _Job(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
     future: asyncio.Future[T]
+    committed: Callable[[T], None] | None = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -152,15 +153,26 @@ class Store:
 
     # ---------------------------------------------------------------- writing
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the next transaction; return its result once that is committed."""
+    async def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``fn`` in the next transaction; return its result once that is committed.
+
+        ``committed``, if given, is called with the result as soon as the transaction has
+        committed, before the caller resumes and even if the caller was cancelled meanwhile:
+        what must follow a durable write whether or not anyone still waits for it (an audit
+        line, a decision handed to the executor) goes there. If it raises, the caller gets
+        that error, though the write is durable.
+        """
         if self._conn is None:
             raise StoreUnavailable("the store is closed")
         if len(self._waiting) >= self.max_queue:
             raise StoreBusy(f"intake queue is full ({self.max_queue} writes waiting)")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._waiting.append(_Job(fn, future))
+        self._waiting.append(_Job(fn, future, committed))
         if not self._flushing:
             self._flushing = True
             if self._idle is None:
@@ -247,8 +259,15 @@ class Store:
         self._settle(batch, outcomes)
 
     def _settle(self, batch: list[_Job[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+        """Resume the callers. An outcome is ok only if its job ran and its transaction
+        committed; then the job's ``committed`` hook runs first, waiter or not."""
         for job, (ok, value) in zip(batch, outcomes, strict=True):
-            if job.future.done():
+            if ok and job.committed is not None:
+                try:
+                    job.committed(value)
+                except Exception as exc:  # the caller's own failure: report it to the caller
+                    ok, value = False, exc
+            if job.future.done():  # cancelled while it waited
                 continue
             if ok:
                 job.future.set_result(value)

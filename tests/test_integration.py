@@ -472,6 +472,84 @@ async def test_decision_interrupted_mid_action_is_audited_not_repeated(
     assert record["error"].startswith("interrupted:")
 
 
+def rewrite_plan(client: Client, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Rewrite decision 1's stored plan, as another version of remediator would have left it."""
+    with service(client).store.reader() as conn:
+        (text,) = conn.execute("SELECT plan FROM decisions WHERE id = 1").fetchone()
+        conn.execute(
+            "UPDATE decisions SET plan = ? WHERE id = 1", (json.dumps(change(json.loads(text))),)
+        )
+        conn.commit()
+
+
+def flat(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan format of remediator 0.1.0 as first landed: the head's fields at the top."""
+    head = {k: v for k, v in plan["head"].items() if k != "params"}
+    return {**head, "steps": plan["steps"]}
+
+
+def decision_states(client: Client) -> list[str]:
+    with service(client).store.reader() as conn:
+        return [row[0] for row in conn.execute("SELECT state FROM decisions ORDER BY id")]
+
+
+async def test_a_pending_decision_stored_in_the_flat_plan_format_runs_after_an_upgrade(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube
+) -> None:
+    crashed = await start(execute=False)
+    await post(crashed, "firing-checkout-grouped")
+    rewrite_plan(crashed, flat)
+    await crashed.close()
+    restarted = await start()
+    await service(restarted).executor.drained()
+    assert replicas(kube, "shop", "checkout") == 5
+    (record,) = audit(restarted)
+    assert record["outcome"] == "executed"
+    assert record["rule"] == "scale-out-on-high-cpu"
+    assert record["params"] == [{"replicas": "+2", "min_replicas": 2, "max_replicas": 10}]
+    assert decision_states(restarted) == ["done"]
+
+
+async def test_a_running_decision_in_the_flat_plan_format_is_audited_as_interrupted(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube
+) -> None:
+    from remediator import store as db
+
+    crashed = await start(execute=False)
+    await post(crashed, "firing-checkout-grouped")
+    rewrite_plan(crashed, flat)
+    await service(crashed).store.write(lambda conn: db.set_decision_state(conn, 1, "running"))
+    await crashed.close()
+    restarted = await start()  # used to fail to start: KeyError 'head' in recover()
+    await service(restarted).executor.drained()
+    (record,) = audit(restarted)
+    assert record["outcome"] == "failed"
+    assert record["error"].startswith("interrupted:")
+    assert scale_writes(kube) == []
+
+
+async def test_a_plan_this_version_cannot_carry_out_is_audited_failed_not_left_running(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube
+) -> None:
+    def unknown_action(plan: dict[str, Any]) -> dict[str, Any]:
+        plan["steps"][0]["action"] = "frobnicate"  # e.g. written by a newer version
+        return plan
+
+    crashed = await start(execute=False)
+    await post(crashed, "firing-checkout-grouped")
+    rewrite_plan(crashed, unknown_action)
+    await crashed.close()
+    restarted = await start()
+    await service(restarted).executor.drained()
+    (record,) = audit(restarted)
+    assert record["outcome"] == "failed"
+    assert record["error"] == (
+        "unexpected error, effect unknown, not retried: KeyError: 'frobnicate'"
+    )
+    assert decision_states(restarted) == ["done"]
+    assert scale_writes(kube) == []
+
+
 async def test_connection_errors_are_retried_then_reported_as_unavailable(
     tmp_path: Path, sleeps: Sleeps
 ) -> None:

@@ -77,6 +77,61 @@ async def test_a_failing_job_does_not_undo_its_batch_mates(store: Store) -> None
     assert "bad" not in keys(store)
 
 
+async def test_committed_hook_runs_after_the_commit_and_before_the_caller_resumes(
+    store: Store,
+) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    def committed(row_id: int) -> None:
+        seen.append((row_id, "hooked" in keys(store)))  # visible to another connection: durable
+
+    async with Hold(store):
+        write = asyncio.ensure_future(store.write(insert("hooked"), committed))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert seen == []  # not committed yet
+    row_id = await write
+    assert seen == [(row_id, True)]
+
+
+async def test_committed_hook_runs_even_if_the_caller_was_cancelled(store: Store) -> None:
+    seen: list[int] = []
+    async with Hold(store):
+        write = asyncio.ensure_future(store.write(insert("orphan"), seen.append))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        write.cancel()
+    await store.write(insert("after"))  # batches settle in order: the orphan's came first
+    assert write.cancelled()
+    assert "orphan" in keys(store)
+    assert len(seen) == 1
+
+
+async def test_committed_hook_never_runs_for_a_failed_job_or_commit(store: Store) -> None:
+    seen: list[object] = []
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ValueError("job bug")
+
+    with pytest.raises(ValueError, match="job bug"):
+        await store.write(broken, seen.append)
+    await store.write(lambda conn: conn.execute("PRAGMA query_only = 1"))
+    with pytest.raises(StoreUnavailable):
+        await store.write(insert("refused"), seen.append)
+    assert seen == []
+
+
+async def test_a_failing_hook_is_reported_to_the_caller_though_the_write_is_durable(
+    store: Store,
+) -> None:
+    def hook(row_id: int) -> None:
+        raise RuntimeError("hook bug")
+
+    with pytest.raises(RuntimeError, match="hook bug"):
+        await store.write(insert("kept"), hook)
+    assert "kept" in keys(store)
+
+
 async def test_acknowledged_writes_survive_reopening(tmp_path: Path) -> None:
     first = Store(tmp_path / "state.db")
     first.open()
