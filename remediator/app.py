@@ -156,12 +156,14 @@ def create_app(
         try:
             yield
         finally:
-            if execute:
-                await executor.stop()
-            await store.close()
-            audit.flush()
-            if isinstance(kube, KubeGateway) and isinstance(gateway, FromSettings):
-                kube.close()
+            try:
+                if execute:
+                    await executor.stop()
+                await store.close()
+            finally:
+                audit.flush()  # the lines of records already durable
+                if isinstance(kube, KubeGateway) and isinstance(gateway, FromSettings):
+                    kube.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

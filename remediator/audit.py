@@ -78,8 +78,12 @@ class AuditRecord(BaseModel):
     decided_at: datetime | None = None
 
 
-RECORD_FIELDS = frozenset(AuditRecord.model_fields)
+RECORD_FIELDS = frozenset(AuditRecord.model_fields) - {"id"}  # the id is the row's
 REQUIRED_FIELDS = frozenset(k for k, f in AuditRecord.model_fields.items() if f.is_required())
+
+
+class AuditRecordError(ValueError):
+    """A stored audit row does not read back as an :class:`AuditRecord`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,7 @@ class AuditLog:
         # the sink after logging is configured, as the app factory does.
         self._log = structlog.get_logger("remediator.audit").bind()
         self._queued: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # loop a flush is scheduled on
 
     def stage(self, conn: sqlite3.Connection, fields: Mapping[str, Any]) -> StoredRecord:
         """Insert one record in the caller's transaction and return it with its id.
@@ -121,24 +126,26 @@ class AuditLog:
         more than the rest of the row): an unknown or missing field is refused here, and
         every stored record is read back through :class:`AuditRecord`.
         """
-        keys = fields.keys()
-        if not REQUIRED_FIELDS <= keys <= RECORD_FIELDS:
+        present = {key: value for key, value in fields.items() if value is not None}
+        keys = present.keys()
+        if not REQUIRED_FIELDS <= keys <= RECORD_FIELDS or not isinstance(present["at"], str):
             raise ValueError(
                 f"not an audit record: unknown {sorted(keys - RECORD_FIELDS)}, "
-                f"missing {sorted(REQUIRED_FIELDS - keys)}"
+                f"missing {sorted(REQUIRED_FIELDS - keys)}, at {present.get('at')!r} "
+                "(the time as utc_text writes it)"
             )
-        present = {key: value for key, value in fields.items() if value is not None}
+        # exclude_none still matters: nested step records hold None fields too.
         text = pydantic_core.to_json(present, exclude_none=True, inf_nan_mode="null").decode()
         cursor = conn.execute(
             "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                fields["at"],
-                fields["rule"],
-                fields.get("target"),
-                fields["outcome"],
-                fields["fingerprint"],
-                fields.get("decision_id"),
+                present["at"],
+                present["rule"],
+                present.get("target"),
+                present["outcome"],
+                present["fingerprint"],
+                present.get("decision_id"),
                 text,
             ),
         )
@@ -149,17 +156,19 @@ class AuditLog:
         """Queue one log line, ``"event": "audit"``, whose other fields are the record's."""
         if not self._log.is_enabled_for(logging.INFO):  # nothing to build when filtered out
             return
-        if not self._queued:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no event loop (a command-line tool): write it now
-                self._queued.append(stored.line)
-                self.flush()
-                return
         self._queued.append(stored.line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a command-line tool): write it now
+            self.flush()
+            return
+        if self._flush_on is not loop:  # not yet scheduled on this loop
+            self._flush_on = loop
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write the queued lines now."""
+        self._flush_on = None
         lines, self._queued = self._queued, []
         if lines:
             self._log.info("audit", **{JSON_LINES: lines})
@@ -195,4 +204,12 @@ def query(conn: sqlite3.Connection, q: AuditQuery) -> list[AuditRecord]:
     sql += " ORDER BY id DESC LIMIT ?"
     args.append(q.limit)
     rows: Sequence[tuple[int, str]] = conn.execute(sql, args).fetchall()
-    return [AuditRecord.model_validate({**json.loads(r), "id": i}) for i, r in rows]
+    records = []
+    for row_id, text in rows:
+        try:
+            records.append(AuditRecord.model_validate({**json.loads(text), "id": row_id}))
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise AuditRecordError(
+                f"audit record {row_id} does not read back as an audit record: {exc}"
+            ) from exc
+    return records

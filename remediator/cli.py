@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from remediator import __version__
 from remediator.actions import REGISTRY
-from remediator.audit import OUTCOMES, AuditQuery, AuditRecord, query
+from remediator.audit import OUTCOMES, AuditQuery, AuditRecord, AuditRecordError, query
 from remediator.errors import NoCluster
 from remediator.rules import RuleSetError, load_rules, parse_duration
 from remediator.settings import SETTINGS, ConfigError, settings_from
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleSetError as exc:
         print(f"remediator: refusing to start: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, NoCluster, StoreError) as exc:
+    except (ConfigError, NoCluster, StoreError, AuditRecordError) as exc:
         print(f"remediator: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `remediator audit list | head`: the reader left, not an error

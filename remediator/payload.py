@@ -104,6 +104,18 @@ def parse_notification(body: bytes) -> Notification:
     if not body.strip():
         raise PayloadError("body is empty: expected an Alertmanager webhook JSON object")
     try:
-        return Notification.model_validate_json(body)
+        notification = Notification.model_validate_json(body)
     except ValidationError as exc:
         raise PayloadError(_describe(exc)) from exc
+    for index, alert in enumerate(notification.alerts):
+        # Some valid RFC 3339 times fall outside the datetime range once in UTC (year 1 at
+        # +05:00): refuse them here, as invalid input, rather than fail while deciding. The
+        # normalised times are cached on the alert for matching.
+        field = "startsAt"
+        try:
+            _ = alert.starts_at_key
+            field = "endsAt"
+            _ = alert.ends_at
+        except OverflowError:
+            raise PayloadError(f"alerts.{index}.{field}: time is out of range in UTC") from None
+    return notification

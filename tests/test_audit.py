@@ -9,6 +9,7 @@ import math
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -135,6 +136,9 @@ def test_a_stored_record_reads_back_as_an_audit_record() -> None:
     [
         ({"reasno": "typo"}, "unknown ['reasno']"),
         ({"rule": ...}, "missing ['rule']"),
+        ({"alertname": None}, "missing ['alertname']"),  # None is left out, so it is missing
+        ({"id": 5}, "unknown ['id']"),  # the row's id, never a field
+        ({"at": datetime(2026, 11, 22, tzinfo=UTC)}, "at datetime.datetime(2026, 11, 22"),
     ],
 )
 def test_stage_refuses_what_is_not_an_audit_record(change: dict[str, Any], message: str) -> None:
@@ -144,3 +148,21 @@ def test_stage_refuses_what_is_not_an_audit_record(change: dict[str, Any], messa
     with pytest.raises(ValueError, match=re.escape(message)):
         AuditLog().stage(conn, fields)
     assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 0
+
+
+def test_lines_queued_on_a_loop_that_stopped_are_written_by_the_next_publish(
+    log_stream: io.StringIO,
+) -> None:
+    sink = AuditLog()
+    first, second = stage_all(sink, 2)
+
+    async def publish_and_stop() -> None:
+        sink.publish(first)  # its flush is scheduled on this loop...
+        asyncio.get_running_loop().stop()  # ...which stops before it runs
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(publish_and_stop())
+    loop.close()
+    assert log_stream.getvalue() == ""
+    sink.publish(second)  # no loop now: written at once, with what was queued
+    assert [line["id"] for line in lines(log_stream)] == [1, 2]

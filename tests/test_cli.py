@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from remediator.app import SERVICE, create_app
 from remediator.cli import cmd_check, main
 from remediator.clock import FakeClock
 from remediator.settings import Settings
+from remediator.store import SCHEMA
 from tests.conftest import AUTH, EXAMPLE_RULES, body
 
 Client = TestClient[Any, Any]
@@ -153,6 +155,26 @@ async def test_audit_list_filters_and_prints_json(
 
     future = run_cli("audit", "list", "--state-file", state, "--since", "2030-01-01", "--json")
     assert future.stdout == ""
+
+
+def test_audit_list_names_a_record_that_does_not_read_back(tmp_path: Path) -> None:
+    state = tmp_path / "s.db"
+    conn = sqlite3.connect(state)
+    conn.executescript(SCHEMA)
+    conn.execute(
+        "INSERT INTO audit (at, rule, target, outcome, fingerprint, decision_id, record)"
+        " VALUES ('2026-11-22T21:14:16.000000Z', 'r', NULL, 'skipped', 'f', NULL, ?)",
+        ('{"at": "2026-11-22T21:14:16.000000Z", "outcome": "skipped"}',),
+    )
+    conn.commit()
+    conn.close()
+    result = run_cli("audit", "list", "--state-file", str(state))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "remediator: audit record 1 does not read back as an audit record:"
+    )
+    assert "rule" in result.stderr  # names what is missing
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("when", ["yesterday", "5 minutes"])

@@ -202,6 +202,21 @@ async def test_bad_input_is_400_naming_the_problem(
     assert audit_rows(client) == []
 
 
+async def test_a_time_out_of_range_in_utc_is_400_and_acts_on_nothing(
+    client_for: MakeClient,
+) -> None:
+    client = await client_for()
+    raw = json.loads(body("firing-db-pool"))
+    raw["alerts"][0]["startsAt"] = "0001-01-01T00:00:00+05:00"  # a rule matches this alert
+    response = await client.post("/api/v1/alerts", data=json.dumps(raw), headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["error"] == (
+        "invalid Alertmanager notification: alerts.0.startsAt: time is out of range in UTC"
+    )
+    assert decision_count(client) == 0
+    assert audit_rows(client) == []
+
+
 async def test_body_over_the_limit_is_413(client_for: MakeClient) -> None:
     client = await client_for(max_body_bytes=2048)
     big = body("firing-checkout-grouped")

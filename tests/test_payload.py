@@ -113,3 +113,15 @@ def test_nanosecond_times_as_go_prints_them_are_accepted_to_the_microsecond() ->
     ).alerts[0]
     assert alert.starts_at_key == "2026-11-22T21:14:16.123456Z"
     assert alert.ends_at is None
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "field"),
+    [
+        ("0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00Z", "startsAt"),
+        ("2026-11-22T21:14:16Z", "9999-12-31T23:59:59-05:00", "endsAt"),
+    ],
+)
+def test_a_time_outside_the_range_in_utc_is_named(starts_at: str, ends_at: str, field: str) -> None:
+    with pytest.raises(PayloadError, match=rf"^alerts\.0\.{field}: time is out of range in UTC$"):
+        parse_notification(_with_times(starts_at, ends_at))
