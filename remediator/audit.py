@@ -5,9 +5,10 @@ caller's transaction, emitting it as one structured log line after the commit, a
 Must not: decide anything: the engine hands it finished records.
 
 A record is rendered to JSON once, when it is stored; the log line is that same text with the
-id added, so the state file and the log always agree, field for field. Fields that are None
-are left out of both (reading a record back restores them as None). Times are fixed-width
-UTC text, ``2026-11-22T21:14:16.220000Z``, in the record as in the ``at`` column.
+id added, so the state file and the log always agree, field for field. Top-level fields that
+are None are left out of both (reading a record back restores them as None); a value that is
+not a number (NaN, +-Inf) is written as null, JSON having no such numbers. Times are
+fixed-width UTC text, ``2026-11-22T21:14:16.220000Z``, in the record as in the ``at`` column.
 """
 
 from __future__ import annotations

@@ -85,8 +85,9 @@ def audit_record(
     head: Mapping[str, Any], *, at: str, outcome: Outcome, **fields: Any
 ) -> dict[str, Any]:
     """The fields of one audit record (see :meth:`AuditLog.stage`): when, what came of it,
-    the outcome's own fields (reason, steps, error, ...) and the decision's ``head``."""
-    return {"at": at, "outcome": outcome, **fields, **head}
+    the decision's ``head`` and the outcome's own fields (reason, steps, error, ...; no head
+    field is one of them)."""
+    return {"at": at, "outcome": outcome, **head, **fields}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from remediator.clock import utc_text
 from remediator.matching import Decision
 
 GLOBAL_WINDOW = timedelta(minutes=1)
@@ -41,8 +42,7 @@ class GuardrailPolicy:
 class Lookup:
     """What the store must count for one decision. Times are Unix seconds, as stored."""
 
-    episode: tuple[str, str, str, str]
-    rule: str
+    episode: tuple[str, str, str, str]  # (rule, fingerprint, startsAt, status)
     target: str
     at: float  # now
     cooldown_since: float
@@ -75,7 +75,6 @@ def lookup(decision: Decision, now: datetime) -> Lookup:
     at = now.timestamp()
     return Lookup(
         episode=decision.episode,
-        rule=rule.name,
         target=str(target),
         at=at,
         cooldown_since=at - rule.cooldown.total_seconds(),
@@ -132,7 +131,7 @@ def _cooldown(last_action_at: datetime, cooldown: timedelta) -> str:
     """``at T; cooldown 10m ends U``: the same for every denial while one cooldown runs, and
     formatting two times costs more than the rest of the verdict."""
     until = last_action_at + cooldown
-    return f"at {last_action_at.isoformat()}; cooldown {_human(cooldown)} ends {until.isoformat()}"
+    return f"at {utc_text(last_action_at)}; cooldown {_human(cooldown)} ends {utc_text(until)}"
 
 
 @functools.lru_cache(maxsize=256)  # a rule's cooldown and window: few distinct values

@@ -31,6 +31,8 @@ from remediator.store import StoreBusy, StoreError
 log = structlog.get_logger("remediator.http")
 
 ALERTS_PATH = "/api/v1/alerts"
+# Metric label values must be bounded; the request method is the client's to choose.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 Ready = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 
@@ -184,7 +186,8 @@ def request_metrics(metrics: Metrics) -> Any:
             code = exc.status
             raise
         finally:
-            metrics.requests(name, request.method, str(code)).inc()
+            method = request.method if request.method in _METHODS else "other"
+            metrics.requests(name, method, str(code)).inc()
             metrics.latency(name).observe(time.perf_counter() - started)
 
     return middleware

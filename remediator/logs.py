@@ -21,9 +21,10 @@ import structlog
 # An event key holding a list of JSON objects (as text): the event renders as one line each.
 JSON_LINES = "_json_lines"
 
-# Made once: json.dumps with any option builds a new encoder per call.
-_STRICT = json.JSONEncoder(separators=(",", ":"))
-_LENIENT = json.JSONEncoder(separators=(",", ":"), default=repr)
+# Made once: json.dumps with any option builds a new encoder per call. UTF-8, not \u escapes:
+# the JSON objects spliced in (pydantic-core's) are UTF-8 too.
+_STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_LENIENT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 def _encode(event_dict: MutableMapping[str, Any]) -> str:

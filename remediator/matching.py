@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from remediator.actions import ActionParams
 from remediator.payload import Alert, Notification
 from remediator.rules import LoadedRule, RuleSet, Threshold
 from remediator.targets import RenderError, Target, render_target
@@ -23,9 +22,7 @@ from remediator.values import ValueParseError, compare, extract_value, parse_val
 @dataclass(frozen=True)
 class PlannedStep:
     action: str
-    params: ActionParams
     target: Target
-
     params_json: dict[str, Any]  # the rule's, prepared at load: never mutate
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,7 +80,6 @@ def _plan(loaded: LoadedRule, alert: Alert) -> tuple[PlannedStep, ...]:
     return tuple(
         PlannedStep(
             step.type,
-            step.params,
             render_target(step.kind, step.namespace, step.name, alert.labels),
             step.params_json,
         )

@@ -87,6 +87,12 @@ class Metrics:
                 registry=registry,
             )
         )
+        # Series a dashboard or an alert expects from the start, at 0 (rate() and absent()
+        # need them before the first notification).
+        for status in ("firing", "resolved"):
+            self.alerts_received(status)
+        for result in ("accepted", "invalid", "unauthorized", "unavailable"):
+            self.notifications(result)
         self.inflight = Gauge(
             "remediator_actions_in_flight",
             "Decisions being carried out right now.",

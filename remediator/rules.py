@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from remediator.actions import REGISTRY, ActionParams
+from remediator.actions import REGISTRY
 from remediator.payload import AlertStatus
 from remediator.targets import Template, check_template
 from remediator.values import Comparator, ValueParseError, parse_threshold
@@ -300,8 +300,7 @@ class RuleStep:
     """One step of a loaded rule, with what every decision needs of it prepared once."""
 
     type: str
-    params: ActionParams
-    params_json: dict[str, Any]  # params.model_dump(mode="json"); shared: never mutate
+    params_json: dict[str, Any]  # the step's params as JSON; shared: never mutate
     kind: str
     namespace: Template
     name: Template
@@ -312,10 +311,11 @@ class LoadedRule:
     rule: Rule
     source: str  # "path:line"
     definition_hash: str
-    steps: tuple[RuleStep, ...] = field(init=False)
-    action: str = field(init=False)  # the step types joined with "+": "set_env+rollout_restart"
+    # Derived from the rule at load (left out of equality and hashing, which the rule decides):
+    steps: tuple[RuleStep, ...] = field(init=False, compare=False)
+    action: str = field(init=False, compare=False)  # step types joined with "+"
     # What every audit record of this rule says about it. Shared: never mutate.
-    audit_fields: Mapping[str, Any] = field(init=False, repr=False)
+    audit_fields: Mapping[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         steps = []
@@ -325,7 +325,6 @@ class LoadedRule:
             steps.append(
                 RuleStep(
                     step.type,
-                    step.params,
                     step.params.model_dump(mode="json"),
                     template.kind,
                     Template.compile(template.namespace),

@@ -25,7 +25,8 @@ Decisions:
   seconds after the minutes (``5m 0s``), so ``5m`` is 0.005. Write ``300s`` or ``5m 0s`` for
   five minutes. Durations without the seconds (``1h``) are refused rather than guessed.
 - ``µ`` (micro sign) and ``μ`` (Greek mu) are accepted wherever Prometheus prints ``u``.
-- One space may separate the number and its unit (``50 Mi``); Prometheus prints none.
+- Whitespace may separate the number and its unit (``50 Mi``); Prometheus prints none. Digits
+  are ASCII digits only.
 - Scaling is done in decimal, so the result is the float nearest the printed number
   (``15.23k`` is exactly ``15230.0``, ``12.3ms`` exactly ``0.0123``).
 - NaN compares false with every operator except ``!=`` (true). ``==`` is
@@ -64,14 +65,16 @@ class ValueParseError(ValueError):
 # --------------------------------------------------------------------------- grammar
 
 _NUMBER: Final = re.compile(
-    r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf(?:inity)?|nan)(?![^\W\d_]))"
+    r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf(?:inity)?|nan)(?![^\W\d_]))",
+    re.ASCII,
 )
 _DURATION: Final = re.compile(
     r"(?P<sign>[+-])?(?:(?P<d>\d+)d\s+)?(?:(?P<h>\d+)h\s+)?(?:(?P<m>\d+)m\s+)?"
-    r"(?P<s>\d+(?:\.\d+)?)s"
+    r"(?P<s>\d+(?:\.\d+)?)s",
+    re.ASCII,
 )
 # Looks like a duration but is not one humanizeDuration prints ("1h", "1h 30m", "1h30m0s").
-_DURATION_LIKE: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?\s*(?:[dhm]|[mµμun]?s)\s*)+")
+_DURATION_LIKE: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?\s*(?:[dhm]|[mµμun]?s)\s*)+", re.ASCII)
 
 _SI_EXPONENTS: Final = {
     "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18, "Z": 21, "Y": 24,
@@ -160,7 +163,9 @@ def parse_threshold(text: str | int | float) -> float:
         try:
             return float(text)
         except OverflowError as exc:
-            raise ValueParseError(f"cannot parse {text} as a number: it is out of range") from exc
+            raise ValueParseError(
+                f"cannot parse {_show(str(text))} as a number: it is out of range"
+            ) from exc
     if isinstance(text, float):
         return text
     if not isinstance(text, str):  # rule files are YAML: guard against lists, dicts, None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -55,8 +55,10 @@ def test_cooldown_denies_until_it_ends(clock: FakeClock) -> None:
     clock.advance(timedelta(minutes=9, seconds=59))
     verdict = evaluate(decision, GuardrailState(last_action_at=acted), POLICY, clock.now())
     assert verdict.guardrail == "cooldown"
-    assert verdict.reason is not None
-    assert "cooldown 10m ends" in verdict.reason
+    assert verdict.reason == (
+        "cooldown: rule acted on Deployment/shop/checkout at 2026-11-22T21:14:16.000000Z; "
+        "cooldown 10m ends 2026-11-22T21:24:16.000000Z"
+    )
     clock.advance(timedelta(seconds=1))
     assert evaluate(decision, GuardrailState(last_action_at=acted), POLICY, clock.now()).allowed
 
@@ -80,13 +82,31 @@ def test_global_budget(clock: FakeClock) -> None:
 
 def test_lookup_windows_follow_the_rule_and_the_clock(clock: FakeClock) -> None:
     decision = cpu_decision(clock)
-    query = lookup(decision, clock.now())
-    now = clock.now().timestamp()
-    assert query.at == now
-    assert query.cooldown_since == now - timedelta(minutes=10).total_seconds()
-    assert query.target_since == now - timedelta(hours=1).total_seconds()
-    assert query.global_since == now - timedelta(minutes=1).total_seconds()
+    query = lookup(decision, clock.now())  # 2026-11-22T21:14:16Z; rule: 10m cooldown, 3 per 1h
+    assert query.at == 1795382056.0
+    assert query.cooldown_since == 1795381456.0  # 10 minutes before
+    assert query.target_since == 1795378456.0  # an hour before
+    assert query.global_since == 1795381996.0  # a minute before
     assert query.target == "Deployment/shop/checkout"
+    assert query.episode == (
+        "scale-out-on-high-cpu",
+        decision.alert.fingerprint,
+        "2026-11-22T21:14:14.512000Z",
+        "firing",
+    )
+
+
+def test_the_cooldown_text_does_not_depend_on_the_time_zone_it_was_given_in(
+    clock: FakeClock,
+) -> None:
+    decision = cpu_decision(clock)
+    acted = clock.now()
+    elsewhere = acted.astimezone(timezone(timedelta(hours=1)))  # the same instant
+    texts = {
+        evaluate(decision, GuardrailState(last_action_at=when), POLICY, clock.now()).reason
+        for when in (acted, elsewhere, acted)
+    }
+    assert len(texts) == 1
 
 
 @pytest.mark.parametrize(

@@ -293,6 +293,29 @@ async def test_metrics_show_the_writes_queued_behind_a_slow_commit(client_for: M
     assert 'remediator_queue_depth{queue="store"} 0.0' in text
 
 
+async def test_alert_and_notification_series_exist_from_the_start(client_for: MakeClient) -> None:
+    client = await client_for()
+    text = await (await client.get("/metrics")).text()
+    for series in (
+        'remediator_alerts_received_total{status="firing"} 0.0',
+        'remediator_alerts_received_total{status="resolved"} 0.0',
+        'remediator_notifications_total{result="accepted"} 0.0',
+        'remediator_notifications_total{result="unauthorized"} 0.0',
+    ):
+        assert series in text
+
+
+async def test_a_method_the_client_made_up_is_counted_as_other(client_for: MakeClient) -> None:
+    client = await client_for()
+    for method in ("PROPFIND", "TRACE"):
+        response = await client.request(method, "/api/v1/alerts", headers=AUTH)
+        assert response.status == 405
+    text = await (await client.get("/metrics")).text()
+    assert 'method="other"' in text
+    assert "TRACE" not in text
+    assert "PROPFIND" not in text
+
+
 # ------------------------------------------------------------------------------ probes
 
 
@@ -312,6 +335,24 @@ async def test_health_ready_and_metrics(client_for: MakeClient) -> None:
         'rule="scale-out-on-high-cpu"} 1.0' in text
     )
     assert 'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"}' in text
+
+
+async def test_a_record_skipped_by_matching_shows_what_the_rule_would_have_done(
+    client_for: MakeClient,
+) -> None:
+    client = await client_for()
+    raw = json.loads(body("firing-checkout-grouped"))
+    for alert in raw["alerts"]:
+        alert["annotations"]["description"] = "CPU usage of deployment checkout is 60% (85%)."
+    response = await client.post("/api/v1/alerts", data=json.dumps(raw), headers=AUTH)
+    assert (await response.json())["skipped"] == 1
+    with service(client).store.reader() as conn:
+        (record,) = query(conn, AuditQuery())
+    assert record.outcome == "skipped"
+    assert record.reason == "threshold not met: 0.6 >= 0.85 is false"
+    assert record.value == 0.6
+    assert record.params == [{"replicas": "+2", "min_replicas": 2, "max_replicas": 10}]
+    assert record.target is None  # nothing was planned
 
 
 @pytest.fixture

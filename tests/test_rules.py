@@ -227,3 +227,10 @@ def test_error_in_a_later_step_names_the_step(rules_dir: Path) -> None:
     assert errors_of(rules_dir) == [
         f'{path}:7:9: rule "two-steps": steps.1.params: required key is missing'
     ]
+
+
+def test_loaded_rules_are_hashable_and_equal_by_definition() -> None:
+    first = load_rules(EXAMPLE_RULES)
+    again = load_rules(EXAMPLE_RULES)
+    rules = {loaded for loaded in first.all()} | {loaded for loaded in again.all()}
+    assert len(rules) == first.count  # the same definitions from the same places
