@@ -248,20 +248,24 @@ class ApiServer:
         return web.json_response(self.store.get(route.resource, route.ns, _name(route)))
 
     async def _replace(self, request: web.Request, route: Route) -> web.StreamResponse:
-        body = await _json_object(request)
-        replaced = self.store.replace(
-            route.resource, route.ns, _name(route), body, dry_run=_dry_run(request)
-        )
-        return web.json_response(replaced)
+        return await self._write(request, route, await _json_object(request), status=False)
 
     async def _patch(self, request: web.Request, route: Route) -> web.StreamResponse:
         """A resourceVersion the patch sets is a precondition, as on a real server."""
+        return await self._write(request, route, await self._patched(request, route), status=False)
+
+    async def _patched(self, request: web.Request, route: Route) -> JSON:
         current = self.store.get(route.resource, route.ns, _name(route))
-        patched = _apply_patch(request.content_type, current, await _json_body(request))
-        replaced = self.store.replace(
-            route.resource, route.ns, _name(route), patched, dry_run=_dry_run(request)
+        return _apply_patch(request.content_type, current, await _json_body(request))
+
+    async def _write(
+        self, request: web.Request, route: Route, obj: JSON, status: bool
+    ) -> web.StreamResponse:
+        """PUT the object, or only its status (the status subresource)."""
+        write = self.store.replace_status if status else self.store.replace
+        return web.json_response(
+            write(route.resource, route.ns, _name(route), obj, dry_run=_dry_run(request))
         )
-        return web.json_response(replaced)
 
     async def _delete(self, request: web.Request, route: Route) -> web.StreamResponse:
         options = await _delete_options(request)
@@ -300,19 +304,10 @@ class ApiServer:
     # ------------------------------------------------------------------ status subresource
 
     async def _replace_status(self, request: web.Request, route: Route) -> web.StreamResponse:
-        body = await _json_object(request)
-        replaced = self.store.replace_status(
-            route.resource, route.ns, _name(route), body, dry_run=_dry_run(request)
-        )
-        return web.json_response(replaced)
+        return await self._write(request, route, await _json_object(request), status=True)
 
     async def _patch_status(self, request: web.Request, route: Route) -> web.StreamResponse:
-        current = self.store.get(route.resource, route.ns, _name(route))
-        patched = _apply_patch(request.content_type, current, await _json_body(request))
-        replaced = self.store.replace_status(
-            route.resource, route.ns, _name(route), patched, dry_run=_dry_run(request)
-        )
-        return web.json_response(replaced)
+        return await self._write(request, route, await self._patched(request, route), status=True)
 
     # ------------------------------------------------------------------ scale subresource
 
