@@ -98,7 +98,7 @@ class StoredRecord:
     @property
     def line(self) -> str:
         """The JSON of the log line: the stored text with the id in front."""
-        return f'{{"id":{self.id},{self.json[1:]}' if self.json != "{}" else f'{{"id":{self.id}}}'
+        return f'{{"id":{self.id},{self.json[1:]}'  # never "{}": stage requires fields
 
 
 class AuditLog:

@@ -76,24 +76,19 @@ class Template:
         return cls(template, tuple(parts))
 
     def render(self, labels: Mapping[str, str]) -> str:
-        if len(self.parts) == 1:  # one literal or one placeholder: most templates
-            text, is_label = self.parts[0]
-            if not is_label:
-                return text
-            value = labels.get(text)
-            if not value:
-                raise RenderError(f"label {text!r} is not set on the alert")
-            return value
-        out = []
-        for text, is_label in self.parts:
-            if is_label:
-                value = labels.get(text)
-                if not value:
-                    raise RenderError(f"label {text!r} is not set on the alert")
-                out.append(value)
-            else:
-                out.append(text)
-        return "".join(out)
+        if len(self.parts) == 1:  # one literal or one placeholder: most templates, no join
+            return _part(self.parts[0], labels)
+        return "".join(_part(part, labels) for part in self.parts)
+
+
+def _part(part: tuple[str, bool], labels: Mapping[str, str]) -> str:
+    text, is_label = part
+    if not is_label:
+        return text
+    value = labels.get(text)
+    if not value:
+        raise RenderError(f"label {text!r} is not set on the alert")
+    return value
 
 
 def render(template: str | Template, labels: Mapping[str, str]) -> str:
