@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from remediator import store as db
 from remediator.app import SERVICE, Service, create_app
 from remediator.audit import AuditRecord
 from remediator.clock import FakeClock
@@ -457,15 +458,7 @@ async def test_decision_recorded_before_a_crash_runs_once_after_restart(
 async def test_decision_interrupted_mid_action_is_audited_not_repeated(
     start: Callable[..., Awaitable[Client]], kube: FakeKube
 ) -> None:
-    from remediator import store as db
-
-    crashed = await start(execute=False)
-    await post(crashed, "firing-checkout-grouped")
-    # Mark it running, as a process killed in the middle of the Kubernetes call leaves it.
-    await service(crashed).store.write(lambda conn: db.set_decision_state(conn, 1, "running"))
-    await crashed.close()
-    restarted = await start()
-    await service(restarted).executor.drained()
+    restarted = await restart_after_crash(start, running=True)
     assert scale_writes(kube) == []
     (record,) = audit(restarted)
     assert record["outcome"] == "failed"
@@ -493,15 +486,31 @@ def decision_states(client: Client) -> list[str]:
         return [row[0] for row in conn.execute("SELECT state FROM decisions ORDER BY id")]
 
 
-async def test_a_pending_decision_stored_in_the_flat_plan_format_runs_after_an_upgrade(
-    start: Callable[..., Awaitable[Client]], kube: FakeKube
-) -> None:
+async def restart_after_crash(
+    start: Callable[..., Awaitable[Client]],
+    *,
+    change: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    running: bool = False,
+) -> Client:
+    """A service acknowledges the checkout group and dies before acting; decision 1 is left as
+    another version (``change`` its plan) or a kill in the middle of the Kubernetes call
+    (``running``) would leave it. Start again and let recovery finish."""
     crashed = await start(execute=False)
     await post(crashed, "firing-checkout-grouped")
-    rewrite_plan(crashed, flat)
+    if change is not None:
+        rewrite_plan(crashed, change)
+    if running:
+        await service(crashed).store.write(lambda conn: db.set_decision_state(conn, 1, "running"))
     await crashed.close()
     restarted = await start()
     await service(restarted).executor.drained()
+    return restarted
+
+
+async def test_a_pending_decision_stored_in_the_flat_plan_format_runs_after_an_upgrade(
+    start: Callable[..., Awaitable[Client]], kube: FakeKube
+) -> None:
+    restarted = await restart_after_crash(start, change=flat)
     assert replicas(kube, "shop", "checkout") == 5
     (record,) = audit(restarted)
     assert record["outcome"] == "executed"
@@ -513,15 +522,8 @@ async def test_a_pending_decision_stored_in_the_flat_plan_format_runs_after_an_u
 async def test_a_running_decision_in_the_flat_plan_format_is_audited_as_interrupted(
     start: Callable[..., Awaitable[Client]], kube: FakeKube
 ) -> None:
-    from remediator import store as db
-
-    crashed = await start(execute=False)
-    await post(crashed, "firing-checkout-grouped")
-    rewrite_plan(crashed, flat)
-    await service(crashed).store.write(lambda conn: db.set_decision_state(conn, 1, "running"))
-    await crashed.close()
-    restarted = await start()  # used to fail to start: KeyError 'head' in recover()
-    await service(restarted).executor.drained()
+    # The restart used to fail: KeyError 'head' in recover().
+    restarted = await restart_after_crash(start, change=flat, running=True)
     (record,) = audit(restarted)
     assert record["outcome"] == "failed"
     assert record["error"].startswith("interrupted:")
@@ -535,12 +537,7 @@ async def test_a_plan_this_version_cannot_carry_out_is_audited_failed_not_left_r
         plan["steps"][0]["action"] = "frobnicate"  # e.g. written by a newer version
         return plan
 
-    crashed = await start(execute=False)
-    await post(crashed, "firing-checkout-grouped")
-    rewrite_plan(crashed, unknown_action)
-    await crashed.close()
-    restarted = await start()
-    await service(restarted).executor.drained()
+    restarted = await restart_after_crash(start, change=unknown_action)
     (record,) = audit(restarted)
     assert record["outcome"] == "failed"
     assert record["error"] == (
